@@ -1,0 +1,1 @@
+"""actors layer of Vareon Runtime (see docs/architecture.md)."""

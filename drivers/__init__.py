@@ -1,0 +1,1 @@
+"""drivers layer of Vareon Runtime (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""web layer of Vareon Runtime (see docs/architecture.md)."""
