@@ -1,0 +1,89 @@
+"""Log output: plain lines and JSON lines on stderr, one handler however often configured."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from vareon_runtime import logs
+from vareon_runtime.logs import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
+def our_handlers() -> list[logging.Handler]:
+    return [h for h in logging.getLogger().handlers if isinstance(h, logs._StderrHandler)]
+
+
+def test_json_lines_carry_fields_and_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("debug", "json")
+    log = logging.getLogger("vareon.store")
+    log.info("committed %d writes", 3, extra={"batch": 7, "path": "/tmp/x y"})
+    try:
+        raise RuntimeError("disk full")
+    except RuntimeError:
+        log.exception("commit failed", extra={"writes": 2})
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["message"] == "committed 3 writes"
+    assert first["level"] == "INFO"
+    assert first["logger"] == "vareon.store"
+    assert first["batch"] == 7 and first["path"] == "/tmp/x y"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+    assert "exc" not in first
+    assert second["level"] == "ERROR"
+    assert second["writes"] == 2
+    assert "Traceback" in second["exc"] and "RuntimeError: disk full" in second["exc"]
+
+
+def test_plain_line_has_time_level_logger_and_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "plain")
+    log = logging.getLogger("vareon.web")
+    log.debug("not shown at info")
+    log.warning("slow request", extra={"path": "/api/agents", "ms": 812, "note": "a b"})
+    err = capsys.readouterr().err
+    assert "not shown" not in err
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING vareon\.web: slow request"
+        r' path=/api/agents ms=812 note="a b"\n',
+        err,
+    )
+
+
+def test_configuring_twice_keeps_one_handler_and_the_latest_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = len(logging.getLogger().handlers)
+    configure_logging("info", "plain")
+    configure_logging("warning", "json")
+    assert len(our_handlers()) == 1
+    assert len(logging.getLogger().handlers) == before + 1
+    assert logging.getLogger().level == logging.WARNING
+    logging.getLogger("vareon.test").warning("once")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["message"] == "once"
+
+
+def test_unknown_level_or_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="log level must be one of debug, info, warning, error"):
+        configure_logging("verbose")
+    with pytest.raises(ValueError, match="log format must be one of plain, json, not 'xml'"):
+        configure_logging("info", "xml")
