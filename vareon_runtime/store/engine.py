@@ -1,0 +1,138 @@
+"""Build the store's synchronous SQLAlchemy engines (one writer, a pool of readers) from a URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+
+__all__ = ["SQLITE_SYNCHRONOUS", "Engines", "create_engines"]
+
+SQLITE_SYNCHRONOUS = ("full", "normal")
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """The store's engines: ``writer`` holds the single write connection, ``reader`` the pool."""
+
+    writer: Engine
+    reader: Engine
+
+    def dispose(self) -> None:
+        """Close every pooled connection of both engines."""
+        self.writer.dispose()
+        self.reader.dispose()
+
+
+def create_engines(
+    url: str | URL,
+    *,
+    sqlite_synchronous: str = "full",
+    read_pool_size: int = 4,
+    busy_timeout: float = 5.0,
+) -> Engines:
+    """Create the writer and reader engines for ``url``.
+
+    Args:
+        url: ``sqlite:///path/to/file.db`` or ``postgresql+psycopg://user@host/db``
+            (a bare ``postgresql://`` is taken to mean psycopg 3).
+        sqlite_synchronous: ``"full"`` (durable across power loss) or ``"normal"`` (durable
+            across a process crash, faster on slow flash).
+        read_pool_size: number of reader connections.
+        busy_timeout: seconds a SQLite connection waits for a lock before failing.
+
+    Returns:
+        The engines; nothing is connected yet.
+
+    Raises:
+        ValueError: an argument is out of range, the URL is not a file SQLite URL or names an
+            unsupported backend.
+    """
+    sync = sqlite_synchronous.lower()
+    if sync not in SQLITE_SYNCHRONOUS:
+        raise ValueError(
+            f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}, not {sqlite_synchronous!r}"
+        )
+    if read_pool_size < 1:
+        raise ValueError(f"read_pool_size must be at least 1, not {read_pool_size!r}")
+    if busy_timeout <= 0:
+        raise ValueError(
+            f"busy_timeout must be a positive number of seconds, not {busy_timeout!r}"
+        )
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engines(parsed, sync, read_pool_size, busy_timeout)
+    if backend == "postgresql":
+        return _postgresql_engines(parsed, read_pool_size)
+    raise ValueError(
+        f"the store supports sqlite:/// and postgresql+psycopg:// URLs, not {parsed.drivername}://"
+    )
+
+
+def _sqlite_engines(
+    url: URL, synchronous: str, read_pool_size: int, busy_timeout: float
+) -> Engines:
+    database = url.database or ""
+    if database in ("", ":memory:") or url.query.get("mode") == "memory":
+        # Each connection to a memory database sees its own database: the readers would never
+        # see what the writer wrote.
+        raise ValueError(
+            f"the store needs a SQLite file, not an in-memory database ({url!s}); "
+            "use sqlite:///path/to/vareon.db"
+        )
+    if url.query.get("uri") != "true":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    pragmas = (
+        f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous.upper()}",
+        "PRAGMA foreign_keys=ON",
+    )
+    connect_args = {"check_same_thread": False, "timeout": busy_timeout}
+    writer = create_engine(url, pool_size=1, max_overflow=0, connect_args=connect_args)
+    reader = create_engine(url, pool_size=read_pool_size, max_overflow=0, connect_args=connect_args)
+    # The writer takes the write lock when its transaction begins (BEGIN IMMEDIATE): a
+    # deferred transaction that upgrades to a write lock later fails at once with SQLITE_BUSY
+    # in WAL mode instead of waiting busy_timeout. The readers may not write at all.
+    _configure_sqlite(writer, pragmas, begin="BEGIN IMMEDIATE")
+    _configure_sqlite(reader, (*pragmas, "PRAGMA query_only=ON"), begin="BEGIN")
+    return Engines(writer=writer, reader=reader)
+
+
+def _configure_sqlite(engine: Engine, pragmas: tuple[str, ...], *, begin: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (it would BEGIN lazily before
+        # the first DML only, and never for SELECT); SQLAlchemy emits BEGIN below. It also lets
+        # the PRAGMAs run outside a transaction, where they take effect.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(begin)
+
+
+def _postgresql_engines(url: URL, read_pool_size: int) -> Engines:
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    # pre_ping: a server restart must cost one reconnect, not one failed write per connection.
+    writer = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+    reader = create_engine(
+        url,
+        pool_size=read_pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        # Reads go through the reader pool only; a write slipped into read() fails loudly.
+        connect_args={"options": "-c default_transaction_read_only=on"},
+    )
+    return Engines(writer=writer, reader=reader)

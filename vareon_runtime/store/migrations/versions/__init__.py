@@ -1,0 +1,1 @@
+"""The kernel's revision files (branch ``kernel``)."""
