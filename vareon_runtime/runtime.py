@@ -1,0 +1,123 @@
+"""Boot and stop one runtime: config -> store -> root supervisor (components) -> running.
+
+Stopping (SIGINT, SIGTERM or :meth:`Runtime.stop`) goes the other way: the root supervisor stops
+its children in reverse start order (the web front first, as it starts last), then the store
+commits whatever is queued and closes. Nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Sequence
+
+import trio
+
+from . import __version__
+from .bus import EventBus
+from .component import Component, ComponentFactory, RuntimeContext, discover_components
+from .config import Config
+from .journal import Journal
+from .registry import Registry
+from .store import Store
+from .supervisor import Backoff, ChildSpec, Supervisor
+
+__all__ = ["Runtime", "run_until_signal"]
+
+log = logging.getLogger("vareon.runtime")
+
+
+class Runtime:
+    """One Vareon runtime.
+
+    Args:
+        config: the loaded configuration.
+        components: component factories; by default those installed under ``vareon.components``.
+    """
+
+    def __init__(self, config: Config, *, components: Sequence[ComponentFactory] | None = None) -> None:
+        self.config = config
+        self._factories = list(components) if components is not None else None
+        self._stop = trio.Event()
+        self.context: RuntimeContext | None = None
+
+    @property
+    def root(self) -> Supervisor:
+        """The root supervisor (available once started)."""
+        if self.context is None or self.context.root is None:
+            raise RuntimeError("the runtime has not started")
+        return self.context.root
+
+    def stop(self) -> None:
+        """Ask the runtime to stop cleanly; :meth:`run` returns once everything has stopped."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+        """Boot, report started, run until :meth:`stop`, then stop everything in reverse.
+
+        Raises:
+            RestartIntensityError: the root supervisor gave up (a module kept crashing).
+            StoreError: the database could not be opened or migrated.
+        """
+        config = self.config
+        data_dir = config.data_dir_path
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        db = config.database
+        store = Store(
+            config.database_url,
+            sqlite_synchronous=db.sqlite_synchronous,
+            write_batch_max=db.write_batch_max,
+            read_pool_size=db.read_pool_size,
+            busy_timeout=db.busy_timeout,
+        )
+        bus = EventBus()
+        registry = Registry()
+        context = RuntimeContext(config=config, store=store, bus=bus, registry=registry, version=__version__)
+        self.context = context
+
+        factories = self._factories if self._factories is not None else discover_components()
+        components = [c for c in (factory(context) for factory in factories) if c is not None]
+        components.sort(key=lambda c: c.order)
+        sup = config.supervisor
+        root = Supervisor(
+            "root",
+            [ChildSpec("journal", lambda: Journal(bus, store)), *(c.spec for c in components)],
+            max_restarts=sup.max_restarts,
+            period=sup.period,
+            shutdown_timeout=config.runtime.shutdown_timeout,
+            backoff=Backoff(sup.backoff_initial, sup.backoff_max),
+            registry=registry,
+            bus=bus,
+        )
+        context.root = root
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            try:
+                async with trio.open_nursery() as modules:
+                    await modules.start(root.run)
+                    log.info(
+                        "runtime %s %s started: %d modules, data in %s",
+                        config.runtime.name, __version__, len(components), data_dir,
+                    )
+                    task_status.started(self)
+                    await self._stop.wait()
+                    log.info("stopping")
+                    await root.stop()  # root.run returns after stopping children in reverse
+            finally:
+                with trio.CancelScope(shield=True):
+                    await store.close()
+        log.info("stopped; %s", store.stats)
+
+
+async def run_until_signal(runtime: Runtime) -> None:
+    """Run ``runtime`` until SIGINT or SIGTERM, then stop it cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            async for signum in signals:
+                log.info("received %s", signal.Signals(signum).name)
+                runtime.stop()
+                break
