@@ -21,10 +21,12 @@ The hierarchy, named by whose fault it was::
     │   ├── StoreClosedError         the store was closed (we closed it)
     │   └── StoreUsageError          a store function broke the contract (returned an ORM object)
     └── ServiceError                 a domain refused a request; carries an HTTP-like status
+        ├── AuthenticationError      (401) no valid credentials or token
         ├── NotFoundError            (404) no such entity
         ├── ConflictError            (409) the request conflicts with current state
         ├── InvalidRequestError      (422) valid shape, breaks a rule
         ├── PermissionDeniedError    (403) the caller lacks the role
+        ├── TooManyRequestsError     (429) slow down; carries retry_after seconds
         └── UnavailableError         (503) a dependency is down
 
 A ``VareonError`` raised by an actor's handler during ``ask`` is handed back to the asker and
@@ -41,6 +43,7 @@ __all__ = [
     "ActorError",
     "ActorStoppedError",
     "AskTimeoutError",
+    "AuthenticationError",
     "ChildGaveUpError",
     "ConfigError",
     "ConflictError",
@@ -57,6 +60,7 @@ __all__ = [
     "StoreError",
     "StoreUsageError",
     "SupervisorError",
+    "TooManyRequestsError",
     "UnavailableError",
     "UnhandledMessageError",
     "UnknownChildError",
@@ -148,6 +152,11 @@ class ServiceError(VareonError):
         self.details = details
 
 
+class AuthenticationError(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
 class NotFoundError(ServiceError, LookupError):
     status = 404
     code = "not_found"
@@ -166,6 +175,15 @@ class InvalidRequestError(ServiceError):
 class PermissionDeniedError(ServiceError):
     status = 403
     code = "forbidden"
+
+
+class TooManyRequestsError(ServiceError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
 
 
 class UnavailableError(ServiceError):
