@@ -1,16 +1,25 @@
-"""The ``vareon`` command: run, init, bench (and the subcommands components add)."""
+"""The ``vareon`` command: run, init, user, bench (and the subcommands components add)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from . import __version__
 from .errors import VareonError
+
+if TYPE_CHECKING:
+    from .auth import Auth
+    from .config import Config
+
+T = TypeVar("T")
 
 __all__ = ["BENCHMARK_GROUP", "COMMAND_GROUP", "main"]
 
@@ -52,6 +61,100 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return int(bench(output_dir=Path(args.output), quick=args.quick) or 0)
 
 
+def _cmd_user_create(args: argparse.Namespace) -> int:
+    from .auth import Role
+
+    config = _load_for_command(args.config)
+    password = _read_password(args.password_env)
+    role = Role(args.role)
+
+    async def create(auth: Auth) -> str:
+        user = await auth.create_user(args.username, args.email, password, role, verified=True)
+        return f"created {user.role.value} {user.username} (id {user.id})"
+
+    print(_with_auth(config, create))
+    return 0
+
+
+def _cmd_user_verify(args: argparse.Namespace) -> int:
+    config = _load_for_command(args.config)
+
+    async def verify(auth: Auth) -> str:
+        user = await auth.mark_verified(args.username)
+        return f"verified the email of {user.username}" + (f" ({user.email})" if user.email else "")
+
+    print(_with_auth(config, verify))
+    return 0
+
+
+def _load_for_command(path: str) -> Config:
+    from .config import load_config
+    from .logs import configure_logging
+
+    config = load_config(_existing_config(path))
+    # Warnings only: the command's own output is its result line.
+    configure_logging("warning", config.runtime.log_format)
+    return config
+
+
+def _read_password(variable: str | None) -> str:
+    """The new user's password: from the named variable, a prompt (twice), or one stdin line."""
+    if variable is not None:
+        value = os.environ.get(variable)
+        if not value:
+            raise VareonError(f"--password-env names {variable}, which is not set or empty")
+        return value
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("password again: ") != first:
+            raise VareonError("the two passwords differ; nothing was created")
+        return first
+    line = sys.stdin.readline()
+    if not line:
+        raise VareonError(
+            "no password: stdin is empty; pipe one line, use a terminal, or pass --password-env VAR"
+        )
+    return line.rstrip("\r\n")
+
+
+def _with_auth(config: Config, action: Callable[[Auth], Awaitable[T]]) -> T:
+    """Open the store on the configured database (migrated), run ``action``, close the store."""
+    import outcome
+    import trio
+
+    from .auth import Auth
+    from .store import Store
+
+    async def session() -> T:
+        data_dir = config.data_dir_path
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        db = config.database
+        store = Store(
+            config.database_url,
+            sqlite_synchronous=db.sqlite_synchronous,
+            write_batch_max=db.write_batch_max,
+            read_pool_size=db.read_pool_size,
+            busy_timeout=db.busy_timeout,
+        )
+        auth = Auth(config, store)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            try:
+                result = await outcome.acapture(action, auth)
+            finally:
+                await store.close()
+        # Outside the nursery, so a refusal reaches main() as itself, not in an ExceptionGroup.
+        return result.unwrap()
+
+    try:
+        return trio.run(session)
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], VareonError):
+            raise group.exceptions[0] from None  # say, the database could not be opened
+        raise
+
+
 def _existing_config(path: str) -> Path:
     candidate = Path(path)
     if not candidate.exists():
@@ -74,6 +177,30 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="write a commented config.toml and create the data directory")
     init.add_argument("--config", default="config.toml", help="where to write it (default: %(default)s)")
     init.set_defaults(func=_cmd_init)
+
+    user = commands.add_parser("user", help="manage accounts: create, verify")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    create = user_commands.add_parser(
+        "create",
+        help="create an account (the first admin, say)",
+        description=(
+            "Create an account with a verified email. The password comes from the environment"
+            " variable named by --password-env, else from a prompt (asked twice), else from one"
+            " line of stdin; never from the command line."
+        ),
+    )
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
+    create.add_argument("--email", default=None, help="the account's email address (optional)")
+    create.add_argument(
+        "--password-env", metavar="VAR", default=None, help="environment variable holding the password"
+    )
+    create.add_argument("--config", default="config.toml", help="path of config.toml (default: %(default)s)")
+    create.set_defaults(func=_cmd_user_create)
+    verify = user_commands.add_parser("verify", help="mark an account's email as verified")
+    verify.add_argument("username")
+    verify.add_argument("--config", default="config.toml", help="path of config.toml (default: %(default)s)")
+    verify.set_defaults(func=_cmd_user_verify)
 
     bench = commands.add_parser("bench", help="run a benchmark, print it and write JSON")
     bench.add_argument("name", help="kernel, http, agents, telemetry, scheduler (whichever are installed)")

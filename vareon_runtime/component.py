@@ -23,6 +23,7 @@ from .registry import Registry
 from .supervisor import ChildSpec
 
 if TYPE_CHECKING:
+    from .auth import Auth
     from .store import Store
     from .supervisor import Supervisor
 
@@ -40,6 +41,7 @@ class RuntimeContext:
     bus: EventBus
     registry: Registry
     version: str
+    auth: Auth
     started_at: datetime = field(default_factory=utcnow)
     started_monotonic: float = field(default_factory=time.monotonic)
     root: Supervisor | None = None

@@ -252,7 +252,7 @@ class AuthConfig(BaseModel):
         min_length=1,
         examples=["admin"],
         description=(
-            "Username of an admin account created at first start if no user exists yet; its"
+            "Username of an admin account created at start when no user of that name exists; its"
             " password comes from the variable named by bootstrap_admin_password_env."
         ),
     )

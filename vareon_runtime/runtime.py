@@ -1,4 +1,4 @@
-"""Boot and stop one runtime: config -> store -> root supervisor (components) -> running.
+"""Boot and stop one runtime: config -> store (and accounts) -> root supervisor (components).
 
 Stopping (SIGINT, SIGTERM or :meth:`Runtime.stop`) goes the other way: the root supervisor stops
 its children in reverse start order (the web front first, as it starts last), then the store
@@ -59,6 +59,8 @@ class Runtime:
         Raises:
             RestartIntensityError: the root supervisor gave up (a module kept crashing).
             StoreError: the database could not be opened or migrated.
+            ConfigError: the JWT key file is unusable, or ``[auth] bootstrap_admin`` is set
+                without its password variable.
         """
         config = self.config
         data_dir = config.data_dir_path
@@ -72,30 +74,24 @@ class Runtime:
             read_pool_size=db.read_pool_size,
             busy_timeout=db.busy_timeout,
         )
+        # Imported here: argon2 and PyJWT are not needed by `vareon init` or `vareon --help`.
+        from .auth import Auth
+
+        auth = Auth(config, store)  # reads or generates the JWT key; no I/O on the database yet
         bus = EventBus()
         registry = Registry()
-        context = RuntimeContext(config=config, store=store, bus=bus, registry=registry, version=__version__)
-        self.context = context
-
-        factories = self._factories if self._factories is not None else discover_components()
-        components = [c for c in (factory(context) for factory in factories) if c is not None]
-        components.sort(key=lambda c: c.order)
-        sup = config.supervisor
-        root = Supervisor(
-            "root",
-            [ChildSpec("journal", lambda: Journal(bus, store)), *(c.spec for c in components)],
-            max_restarts=sup.max_restarts,
-            period=sup.period,
-            shutdown_timeout=config.runtime.shutdown_timeout,
-            backoff=Backoff(sup.backoff_initial, sup.backoff_max),
-            registry=registry,
-            bus=bus,
+        context = RuntimeContext(
+            config=config, store=store, bus=bus, registry=registry, version=__version__, auth=auth
         )
-        context.root = root
+        self.context = context
 
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
             try:
+                # Accounts before components: a module may rely on its first admin existing.
+                await auth.ensure_bootstrap_admin()
+                root, components = self._build_root(context)
+                context.root = root
                 async with trio.open_nursery() as modules:
                     await modules.start(root.run)
                     log.info(
@@ -110,6 +106,26 @@ class Runtime:
                 with trio.CancelScope(shield=True):
                     await store.close()
         log.info("stopped; %s", store.stats)
+
+    def _build_root(self, context: RuntimeContext) -> tuple[Supervisor, list[Component]]:
+        """Build the components (entry point factories) and the root supervisor over them."""
+        config = context.config
+        factories = self._factories if self._factories is not None else discover_components()
+        components = [c for c in (factory(context) for factory in factories) if c is not None]
+        components.sort(key=lambda c: c.order)
+        sup = config.supervisor
+        bus, store = context.bus, context.store
+        root = Supervisor(
+            "root",
+            [ChildSpec("journal", lambda: Journal(bus, store)), *(c.spec for c in components)],
+            max_restarts=sup.max_restarts,
+            period=sup.period,
+            shutdown_timeout=config.runtime.shutdown_timeout,
+            backoff=Backoff(sup.backoff_initial, sup.backoff_max),
+            registry=context.registry,
+            bus=bus,
+        )
+        return root, components
 
 
 async def run_until_signal(runtime: Runtime) -> None:

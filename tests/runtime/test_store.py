@@ -17,11 +17,15 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+import vareon_runtime.auth.models  # noqa: F401  (the kernel's auth tables belong to Base.metadata)
 import vareon_runtime.store as store_package
 from vareon_runtime.errors import NotFoundError, StoreClosedError, StoreError, StoreUsageError
 from vareon_runtime.store import Base, EventRecord, Store
 
 TIMEOUT = 30
+
+# The newest revision of the kernel's migration branch.
+KERNEL_HEAD = "0002_auth"
 
 # An id far above what the sequence hands out, so PostgreSQL's sequence never collides with it.
 TAKEN_ID = 1_000_000
@@ -459,9 +463,9 @@ async def test_migrations_match_the_models(database_url: str) -> None:
         async with running_store(database_url) as store:
             second = await store.read(schema)
             assert await store.read(event_ids) == {first_id}
-    assert {"events", "alembic_version"} <= first["tables"]
+    assert {"events", "users", "refresh_tokens", "alembic_version"} <= first["tables"]
     assert "ix_events_source_time" in first["indexes"]
-    assert "0001_kernel" in first["heads"]
+    assert first["heads"] == {KERNEL_HEAD}
     assert first["diff"] == []
     assert second == first
 
@@ -520,8 +524,8 @@ async def test_domain_migrations_come_from_entry_points(
         async with running_store(database_url) as store:
             tables, heads = await store.read(schema)
     assert {"events", "demo_things"} <= tables
-    # The demo branch depends on the kernel's, so alembic records only the demo head.
-    assert heads == {"0001_demo"}
+    # The demo branch depends on the kernel's first revision: the kernel's head stays a head.
+    assert heads == {"0001_demo", KERNEL_HEAD}
 
 
 async def test_duplicate_migration_entry_points_are_refused(

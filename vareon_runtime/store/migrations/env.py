@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import vareon_runtime.auth.models  # noqa: F401  (registers the kernel's auth tables on Base)
 from vareon_runtime.errors import StoreUsageError
 from vareon_runtime.store.models import Base
 

@@ -1,0 +1,610 @@
+"""The auth service: accounts, sign-in, token rotation and email verification.
+
+:class:`Auth` is what the web front and the ``vareon user`` commands call. It keeps no per-user
+state in memory besides the login throttle and the cache of verified access tokens: accounts and
+refresh tokens live in the store, so a restart signs nobody out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import smtplib
+import uuid
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from vareon_runtime.auth.mail import Mailer
+from vareon_runtime.auth.models import EMAIL_MAX, USERNAME_MAX, RefreshTokenRecord, UserRecord
+from vareon_runtime.auth.passwords import Passwords
+from vareon_runtime.auth.roles import Role
+from vareon_runtime.auth.schemas import Principal, TokenPair, User
+from vareon_runtime.auth.throttle import LoginThrottle
+from vareon_runtime.auth.tokens import IssuedRefresh, Tokens, load_signing_key
+from vareon_runtime.clock import utcnow
+from vareon_runtime.config import Config
+from vareon_runtime.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from vareon_runtime.store import Store
+
+__all__ = [
+    "PASSWORD_MAX",
+    "PASSWORD_MIN",
+    "Auth",
+    "Principal",
+    "TokenPair",
+    "User",
+    "check_email",
+    "check_password",
+    "check_username",
+]
+
+logger = logging.getLogger("vareon.auth")
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+USERNAME_MIN = 3
+_USERNAME_RE = re.compile(rf"[A-Za-z0-9_.-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
+# Deliberately loose: one @, no spaces, a dot in the domain. Only a mail proves an address.
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+BAD_CREDENTIALS = "incorrect username or password"
+_Rotation = Literal["ok", "unknown", "revoked", "reused", "inactive"]
+
+
+def check_username(username: str) -> str:
+    """Return ``username`` if it is 3 to 64 characters of ``[A-Za-z0-9_.-]``.
+
+    Raises:
+        InvalidRequestError: it is not.
+    """
+    if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username):
+        raise InvalidRequestError(
+            f"username must be {USERNAME_MIN} to {USERNAME_MAX} characters of letters, digits,"
+            f" '_', '.' and '-', not {_shown(username)}",
+            details={"field": "username"},
+        )
+    return username
+
+
+def check_email(email: str) -> str:
+    """Return ``email`` trimmed and lowercased if it looks like an address.
+
+    Raises:
+        InvalidRequestError: it does not.
+    """
+    normal = email.strip().lower() if isinstance(email, str) else ""
+    if len(normal) > EMAIL_MAX or not _EMAIL_RE.fullmatch(normal):
+        raise InvalidRequestError(
+            f"email must be an address like name@example.com, not {_shown(email)}",
+            details={"field": "email"},
+        )
+    return normal
+
+
+def check_password(password: str) -> str:
+    """Return ``password`` if it has 8 to 1024 characters.
+
+    Raises:
+        InvalidRequestError: it has not (the message gives the length, never the password).
+    """
+    if not isinstance(password, str):
+        raise InvalidRequestError("password must be a string", details={"field": "password"})
+    if len(password) < PASSWORD_MIN:
+        raise InvalidRequestError(
+            f"password must be at least {PASSWORD_MIN} characters, not {len(password)}",
+            details={"field": "password"},
+        )
+    if len(password) > PASSWORD_MAX:
+        raise InvalidRequestError(
+            f"password must be at most {PASSWORD_MAX} characters, not {len(password)}",
+            details={"field": "password"},
+        )
+    return password
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _Account(BaseModel):
+    """What a login needs to know about a user (internal: it has the hash)."""
+
+    id: str
+    username: str
+    password_hash: str
+    is_active: bool
+
+
+def _to_user(record: UserRecord) -> User:
+    return User.model_validate(record)
+
+
+def _by_username(session: Session, username: str) -> UserRecord | None:
+    return session.scalars(select(UserRecord).where(UserRecord.username == username)).first()
+
+
+class Auth:
+    """Accounts, passwords, tokens and the login throttle of one runtime.
+
+    Args:
+        config: the runtime's configuration (``[auth]``, ``[email]``, the data directory).
+        store: the running store.
+        passwords: the password hasher (default: argon2id with OWASP's minimum parameters).
+        environ: where passwords named by the config are looked up (default ``os.environ``).
+
+    Raises:
+        ConfigError: the JWT key file cannot be created or read.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        passwords: Passwords | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.passwords = passwords or Passwords()
+        auth = config.auth
+        self.tokens = Tokens(
+            load_signing_key(config),
+            access_ttl=auth.access_token_ttl,
+            refresh_ttl=auth.refresh_token_ttl,
+        )
+        self.throttle = LoginThrottle(auth.login_max_failures, auth.login_lockout)
+        self._environ = os.environ if environ is None else environ
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    async def register(self, username: str, email: str, password: str) -> User:
+        """Create a viewer account whose email is yet to be verified; send the token.
+
+        Raises:
+            PermissionDeniedError: ``[auth] allow_registration`` is false.
+            InvalidRequestError: bad username, email or password (the message says which).
+            ConflictError: the username or the email is taken.
+        """
+        if not self.config.auth.allow_registration:
+            raise PermissionDeniedError(
+                "registration is closed on this runtime; ask an admin to create your account"
+            )
+        if email is None:
+            raise InvalidRequestError(
+                "email must be an address like name@example.com, not None",
+                details={"field": "email"},
+            )
+        user = await self._create(username, email, password, Role.VIEWER, verified=False)
+        logger.info("registered %s", user.username)
+        await self._deliver_verification(user)
+        return user
+
+    async def create_user(
+        self,
+        username: str,
+        email: str | None,
+        password: str,
+        role: Role,
+        *,
+        verified: bool = True,
+    ) -> User:
+        """Create an account with any role (for admins and ``vareon user create``).
+
+        Raises:
+            InvalidRequestError: bad username, email, password or role.
+            ConflictError: the username or the email is taken.
+        """
+        try:
+            role = Role(role)
+        except ValueError:
+            raise InvalidRequestError(
+                f"role must be one of {', '.join(r.value for r in Role)}, not {role!r}",
+                details={"field": "role"},
+            ) from None
+        user = await self._create(username, email, password, role, verified=verified)
+        logger.info("created %s %s", user.role.value, user.username)
+        if not verified:
+            await self._deliver_verification(user)
+        return user
+
+    async def get_user(self, user_id: str) -> User:
+        """Return the user with id ``user_id``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+
+        def fetch(session: Session) -> User:
+            record = session.get(UserRecord, user_id)
+            if record is None:
+                raise NotFoundError(f"no user with id {user_id!r}")
+            return _to_user(record)
+
+        return await self.store.read(fetch)
+
+    async def get_user_by_username(self, username: str) -> User:
+        """Return the user named ``username``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+
+        def fetch(session: Session) -> User:
+            record = _by_username(session, username)
+            if record is None:
+                raise NotFoundError(f"no user named {username!r}")
+            return _to_user(record)
+
+        return await self.store.read(fetch)
+
+    async def ensure_bootstrap_admin(self) -> User | None:
+        """Create ``[auth] bootstrap_admin`` as an admin unless an account of that name exists.
+
+        The password comes from the environment variable named by
+        ``[auth] bootstrap_admin_password_env``, never from the config file.
+
+        Returns:
+            The admin just created, or None (nothing configured, or the account exists).
+
+        Raises:
+            ConfigError: the password variable is unset or empty, or its value or the username
+                breaks the account rules.
+        """
+        auth = self.config.auth
+        name = auth.bootstrap_admin
+        if name is None:
+            return None
+
+        def fetch(session: Session) -> User | None:
+            record = _by_username(session, name)
+            return None if record is None else _to_user(record)
+
+        existing = await self.store.read(fetch)
+        if existing is not None:
+            if existing.role is not Role.ADMIN:
+                logger.warning(
+                    "[auth] bootstrap_admin %r exists but is %s, not admin; left as it is",
+                    name,
+                    existing.role.value,
+                )
+            return None
+        variable = auth.bootstrap_admin_password_env
+        password = self._environ.get(variable)
+        if not password:
+            raise ConfigError(
+                f"[auth] bootstrap_admin is {name!r} but the environment variable {variable}"
+                " (named by [auth] bootstrap_admin_password_env) is not set; set it to the"
+                f" admin's password for the first start, or create the admin with"
+                f" `vareon user create {name} --role admin`"
+            )
+        try:
+            user = await self.create_user(name, None, password, Role.ADMIN, verified=True)
+        except ConflictError:
+            return None  # created by another process meanwhile
+        except InvalidRequestError as exc:
+            raise ConfigError(
+                f"[auth] bootstrap_admin {name!r} (password from {variable}): {exc.message}"
+            ) from None
+        logger.warning(
+            "created the bootstrap admin %r; %s is no longer needed and can be unset",
+            name,
+            variable,
+        )
+        return user
+
+    # -- sign-in ----------------------------------------------------------------------------
+
+    async def login(self, username: str, password: str, client: str | None) -> TokenPair:
+        """Check a username and password; return a fresh access and refresh token.
+
+        Args:
+            client: the caller's address, throttled beside the username (None: username only).
+
+        Raises:
+            TooManyRequestsError: too many recent failures for the username or the address.
+            AuthenticationError: "incorrect username or password", whether the user is unknown,
+                the password wrong or the account disabled.
+        """
+        keys = [f"user:{username[:USERNAME_MAX + 1]}"]
+        if client:
+            keys.append(f"addr:{client}")
+        await self.throttle.wait(keys)
+
+        def fetch(session: Session) -> _Account | None:
+            record = _by_username(session, username)
+            if record is None:
+                return None
+            return _Account(
+                id=record.id,
+                username=record.username,
+                password_hash=record.password_hash,
+                is_active=record.is_active,
+            )
+
+        account = await self.store.read(fetch)
+        if account is None:
+            # Spend the same time as for a real account: timing must not reveal who exists.
+            await self.passwords.verify_dummy(password)
+            ok = False
+        else:
+            ok = await self.passwords.verify(account.password_hash, password)
+            ok = ok and account.is_active
+        if not ok or account is None:
+            self.throttle.failed(keys)
+            logger.info("failed sign-in for %r from %s", username[:USERNAME_MAX + 1], client)
+            raise AuthenticationError(BAD_CREDENTIALS)
+        self.throttle.succeeded(keys[0])
+
+        new_hash: str | None = None
+        if self.passwords.needs_rehash(account.password_hash):
+            new_hash = await self.passwords.hash(password)
+        refresh = self.tokens.issue_refresh(account.id)
+        account_id = account.id
+
+        def record_login(session: Session) -> User | None:
+            user = session.get(UserRecord, account_id)
+            if user is None or not user.is_active:
+                return None
+            now = utcnow()
+            user.last_login_at = now
+            if new_hash is not None:
+                user.password_hash = new_hash
+            session.execute(
+                delete(RefreshTokenRecord).where(
+                    RefreshTokenRecord.user_id == account_id,
+                    RefreshTokenRecord.expires_at < now,
+                )
+            )
+            session.add(_refresh_record(refresh, account_id))
+            return _to_user(user)
+
+        user = await self.store.write(record_login)
+        if user is None:  # disabled or removed between the check and now
+            raise AuthenticationError(BAD_CREDENTIALS)
+        if new_hash is not None:
+            logger.info("rehashed the password of %s with the current parameters", user.username)
+        return self._pair(user, refresh)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Trade a refresh token for a new pair; the old refresh token is used up.
+
+        Presenting a used refresh token again revokes every token descended from the same
+        sign-in (it must have leaked).
+
+        Raises:
+            AuthenticationError: the token is expired, invalid, used or revoked, or its account
+                is disabled or removed.
+        """
+        claims = self.tokens.decode(refresh_token, "refresh")
+        jti: str = claims["jti"]
+        user_id: str = claims["sub"]
+        family = claims.get("fam")
+        if not isinstance(family, str):
+            raise AuthenticationError("invalid token")
+        issued = self.tokens.issue_refresh(user_id, family=family)
+
+        def rotate(session: Session) -> tuple[_Rotation, User | None]:
+            row = session.get(RefreshTokenRecord, jti)
+            if row is None or row.user_id != user_id:
+                return "unknown", None
+            if row.revoked:
+                return "revoked", None
+            if row.used_at is not None:
+                session.execute(
+                    update(RefreshTokenRecord)
+                    .where(RefreshTokenRecord.family == row.family)
+                    .values(revoked=True)
+                )
+                return "reused", None
+            row.used_at = utcnow()
+            user = session.get(UserRecord, user_id)
+            if user is None or not user.is_active:
+                return "inactive", None
+            session.add(_refresh_record(issued, user_id))
+            return "ok", _to_user(user)
+
+        # The revocation must commit, so refusals are raised here rather than inside rotate.
+        outcome, user = await self.store.write(rotate)
+        if outcome == "ok" and user is not None:
+            return self._pair(user, issued)
+        if outcome == "reused":
+            logger.warning(
+                "a used refresh token of user %s was presented again; its sign-in is revoked",
+                user_id,
+            )
+            raise AuthenticationError(
+                "refresh token already used; this sign-in was revoked, sign in again"
+            )
+        if outcome == "revoked":
+            raise AuthenticationError("refresh token revoked; sign in again")
+        if outcome == "inactive":
+            raise AuthenticationError("account disabled or removed; sign in again")
+        raise AuthenticationError("invalid token")
+
+    def verify_access_token(self, token: str) -> Principal:
+        """Return the caller named by an access token; cheap on repeated tokens (cached).
+
+        Raises:
+            AuthenticationError: "token expired" or "invalid token".
+        """
+        return self.tokens.verify_access(token)
+
+    def _pair(self, user: User, refresh: IssuedRefresh) -> TokenPair:
+        access = self.tokens.issue_access(user.id, user.username, user.role)
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh.token,
+            expires_in=self.tokens.access_ttl,
+        )
+
+    # -- email verification -----------------------------------------------------------------
+
+    async def verify_email(self, token: str) -> User:
+        """Mark the email a verification token was issued for as verified.
+
+        Verifying twice is harmless. A token issued before the user's address changed is
+        refused.
+
+        Raises:
+            InvalidRequestError: the token is expired, invalid, or its account or address is
+                gone.
+        """
+        try:
+            claims = self.tokens.decode(token, "verify")
+        except AuthenticationError as exc:
+            if exc.message == "token expired":
+                raise InvalidRequestError(
+                    "email verification token expired; ask an admin to run"
+                    " `vareon user verify <username>`"
+                ) from None
+            raise InvalidRequestError("invalid email verification token") from None
+        user_id: str = claims["sub"]
+        email = claims.get("email")
+
+        def mark(session: Session) -> User | None:
+            record = session.get(UserRecord, user_id)
+            if record is None or record.email is None or record.email != email:
+                return None
+            record.email_verified = True
+            return _to_user(record)
+
+        user = await self.store.write(mark)
+        if user is None:
+            raise InvalidRequestError(
+                "invalid email verification token: its account or address no longer exists"
+            )
+        logger.info("%s verified %s", user.username, user.email)
+        return user
+
+    async def mark_verified(self, username: str) -> User:
+        """Mark a user's email as verified without a token (``vareon user verify``).
+
+        Raises:
+            NotFoundError: no user has that name.
+        """
+
+        def mark(session: Session) -> User:
+            record = _by_username(session, username)
+            if record is None:
+                raise NotFoundError(f"no user named {username!r}")
+            record.email_verified = True
+            return _to_user(record)
+
+        return await self.store.write(mark)
+
+    async def send_verification(self, user_id: str) -> None:
+        """Issue a new verification token for the user and deliver it (mail or log).
+
+        Does nothing for a user without an email or already verified.
+
+        Raises:
+            NotFoundError: no such user.
+        """
+        await self._deliver_verification(await self.get_user(user_id))
+
+    async def _deliver_verification(self, user: User) -> None:
+        if user.email is None or user.email_verified:
+            return
+        token = self.tokens.issue_verification(user.id, user.email)
+        email = self.config.email
+        if email.smtp_host is None:
+            logger.warning(
+                "email verification token for %s: %s — confirm with `vareon user verify %s`"
+                " or GET /api/verify-email?token=%s",
+                user.username,
+                token,
+                user.username,
+                token,
+            )
+            return
+        body = (
+            f"Hello {user.username},\n\n"
+            f"confirm this address for your account on the Vareon runtime"
+            f" {self.config.runtime.name!r} with the token below (valid for"
+            f" {self.tokens.verify_ttl // 3600} hours):\n\n{token}\n\n"
+            f"Open /api/verify-email?token={token} on the runtime, or ask its admin to run"
+            f" `vareon user verify {user.username}`.\n"
+        )
+        try:
+            await Mailer(email, environ=self._environ).send(
+                user.email, "Confirm your email address", body
+            )
+        except (OSError, smtplib.SMTPException, ConfigError) as exc:
+            logger.error(
+                "could not mail the verification token of %s to %s via %s:%d: %s; confirm it"
+                " with `vareon user verify %s`",
+                user.username,
+                user.email,
+                email.smtp_host,
+                email.smtp_port,
+                exc,
+                user.username,
+            )
+            return
+        logger.info("mailed the verification token of %s to %s", user.username, user.email)
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _create(
+        self, username: str, email: str | None, password: str, role: Role, *, verified: bool
+    ) -> User:
+        username = check_username(username)
+        email = None if email is None else check_email(email)
+        check_password(password)
+        password_hash = await self.passwords.hash(password)
+        user_id = str(uuid.uuid4())
+
+        def insert(session: Session) -> User:
+            if _by_username(session, username) is not None:
+                raise ConflictError(
+                    f"username {username!r} is taken; choose another",
+                    details={"field": "username"},
+                )
+            if email is not None and session.scalars(
+                select(UserRecord.id).where(UserRecord.email == email)
+            ).first() is not None:
+                raise ConflictError(
+                    f"email {email!r} is already registered; sign in instead",
+                    details={"field": "email"},
+                )
+            now = utcnow()
+            record = UserRecord(
+                id=user_id,
+                username=username,
+                email=email,
+                password_hash=password_hash,
+                role=role.value,
+                email_verified=verified,
+                is_active=True,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(record)
+            session.flush()
+            return _to_user(record)
+
+        return await self.store.write(insert)
+
+
+def _refresh_record(issued: IssuedRefresh, user_id: str) -> RefreshTokenRecord:
+    return RefreshTokenRecord(
+        jti=issued.jti,
+        family=issued.family,
+        user_id=user_id,
+        created_at=utcnow(),
+        expires_at=issued.expires_at,
+        revoked=False,
+    )

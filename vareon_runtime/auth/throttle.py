@@ -1,0 +1,168 @@
+"""Failed-login throttle: slow down, then refuse, per username and per client address.
+
+Every failed login counts against each of its keys (``user:<name>``, ``addr:<address>``). The
+next attempt on a key with recent failures waits ``base_delay * 2**(failures-1)`` seconds (at
+most ``max_delay``) before its password is even checked; the wait is a ``trio.sleep``, so the
+server keeps answering everyone else. ``max_failures`` failures within ``lockout`` seconds lock
+the key for ``lockout`` seconds: attempts are refused at once with ``TooManyRequestsError``
+and its ``retry_after``. A successful login clears the username's count (not the address's: one
+valid account must not launder an address that is guessing others' passwords).
+
+A lock on a username also refuses its rightful owner: that is the price of stopping a guessing
+attack spread over many addresses, and why the lock is temporary.
+
+Time is ``trio.current_time()``, so tests run on ``autojump_clock``. Memory is bounded: at most
+``max_keys`` keys are remembered, and keys with nothing recent to remember go first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+
+import trio
+
+from vareon_runtime.errors import TooManyRequestsError
+
+__all__ = ["LoginThrottle"]
+
+logger = logging.getLogger("vareon.auth")
+
+
+class _Entry:
+    __slots__ = ("failures", "locked_until")
+
+    def __init__(self) -> None:
+        self.failures: deque[float] = deque()
+        self.locked_until: float | None = None
+
+
+class LoginThrottle:
+    """Count failed logins per key; delay, then lock.
+
+    Args:
+        max_failures: failures within ``lockout`` seconds that lock a key.
+        lockout: seconds a key stays locked, and the window failures are counted in.
+        base_delay: seconds the attempt after the first failure waits; doubled per failure.
+        max_delay: upper bound of that wait.
+        max_keys: keys remembered at most.
+    """
+
+    def __init__(
+        self,
+        max_failures: int,
+        lockout: float,
+        *,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        max_keys: int = 10_000,
+    ) -> None:
+        if max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1, not {max_failures!r}")
+        if lockout <= 0:
+            raise ValueError(f"lockout must be a positive number of seconds, not {lockout!r}")
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1, not {max_keys!r}")
+        self.max_failures = max_failures
+        self.lockout = lockout
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_keys = max_keys
+        # Least recently touched first.
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def wait(self, keys: Sequence[str]) -> None:
+        """Refuse a locked key; otherwise sleep the delay that recent failures earned.
+
+        Raises:
+            TooManyRequestsError: a key is locked; ``retry_after`` is the seconds left.
+        """
+        delay = self.check(keys)
+        if delay > 0:
+            await trio.sleep(delay)
+            # Attempts running beside this one may have locked a key meanwhile.
+            self.check(keys)
+
+    def check(self, keys: Sequence[str]) -> float:
+        """Return the delay the next attempt on ``keys`` must wait (the largest over the keys).
+
+        Raises:
+            TooManyRequestsError: a key is locked.
+        """
+        now = trio.current_time()
+        delay = 0.0
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is None:
+                continue
+            if entry.locked_until is not None:
+                left = entry.locked_until - now
+                if left > 0:
+                    seconds = math.ceil(left)
+                    raise TooManyRequestsError(
+                        f"too many failed sign-ins for this {_what(key)}; try again in"
+                        f" {seconds} s",
+                        retry_after=seconds,
+                    )
+                entry.locked_until = None
+            self._expire(entry, now)
+            if entry.failures:
+                delay = max(delay, self._delay(len(entry.failures)))
+        return delay
+
+    def failed(self, keys: Sequence[str]) -> None:
+        """Count one failed attempt against each key, locking those that reach the limit."""
+        now = trio.current_time()
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+            else:
+                self._entries.move_to_end(key)
+            self._expire(entry, now)
+            entry.failures.append(now)
+            if len(entry.failures) >= self.max_failures:
+                entry.locked_until = now + self.lockout
+                entry.failures.clear()
+                logger.warning(
+                    "sign-in locked for %.0f s after %d failures: %s",
+                    self.lockout,
+                    self.max_failures,
+                    key,
+                )
+        if len(self._entries) > self.max_keys:
+            self._shrink(now)
+
+    def succeeded(self, key: str) -> None:
+        """Forget the failures of ``key`` (the username of a successful login)."""
+        self._entries.pop(key, None)
+
+    def _delay(self, failures: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** (failures - 1))
+
+    def _expire(self, entry: _Entry, now: float) -> None:
+        horizon = now - self.lockout
+        failures = entry.failures
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+
+    def _shrink(self, now: float) -> None:
+        # First the keys with nothing left to remember, then the least recently touched, down to
+        # 90% so that a flood of new keys pays for this scan once per max_keys/10 keys.
+        for key in list(self._entries):
+            entry = self._entries[key]
+            self._expire(entry, now)
+            if not entry.failures and (entry.locked_until is None or entry.locked_until <= now):
+                del self._entries[key]
+        target = self.max_keys - self.max_keys // 10
+        while len(self._entries) > target:
+            self._entries.popitem(last=False)
+
+
+def _what(key: str) -> str:
+    return "address" if key.startswith("addr:") else "user"
