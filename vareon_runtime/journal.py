@@ -38,6 +38,8 @@ class Journal:
                     await self._record("journal", "overflow", f"lost {item.dropped} status events", None)
                     continue
                 data = item.data
+                if not isinstance(data, dict):
+                    continue  # only supervisors' status dicts are journaled; others may share the topic
                 if data.get("reason") and data.get("status") in _KEPT:
                     await self._record(
                         data["name"],

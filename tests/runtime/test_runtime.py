@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import trio
+import trio.testing
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -167,3 +168,15 @@ def test_unknown_benchmark_names_the_known_ones(tmp_path: Path) -> None:
     proc = _vareon("bench", "nope", cwd=tmp_path)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "no benchmark named 'nope'; known: " in err and "kernel" in err
+
+
+async def test_the_journal_ignores_foreign_payloads_on_the_status_topic(tmp_path: Path) -> None:
+    runtime = Runtime(config_for(tmp_path), components=[])
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(30):
+            await nursery.start(runtime.run)
+            assert runtime.context is not None
+            runtime.context.bus.publish("status.actor", "not a status dict")
+            await trio.testing.wait_all_tasks_blocked()
+            assert runtime.root.child("journal").restarts == 0
+        runtime.stop()
