@@ -438,6 +438,8 @@ class Supervisor:
             # A restart that fails to start counts as another crash.
             self._exited(child, child.generation, exc)
             return
+        if child.done.is_set():
+            return  # it ended the moment it started; _exited has already taken over
         child.started_at = utcnow()
         self._set_status(child, ChildStatus.RUNNING)
 

@@ -351,3 +351,21 @@ async def test_terminate_and_restart_child_are_symmetric(nursery: trio.Nursery) 
     await sup.restart_child("a")
     assert sup.child("a").status is ChildStatus.RUNNING
     assert await sup.ref("a").ask(Whoami(), timeout=1)
+
+
+async def test_a_child_that_crashes_as_it_starts_is_never_shown_running(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    class DiesAtOnce(Actor):
+        async def run(self, *, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started(None)
+            raise RuntimeError("died on arrival")
+
+    sup = await nursery.start(Supervisor("s", max_restarts=None, backoff=Backoff(0.1, 1.0)).run)
+    await sup.start_child(ChildSpec("x", DiesAtOnce, max_restarts=2, period=60))
+    with trio.fail_after(30):
+        while sup.child("x").status is not ChildStatus.FAILED:
+            assert sup.child("x").status is not ChildStatus.RUNNING or sup.child("x").restarts < 3
+            await trio.sleep(0.01)
+    await settle()
+    assert sup.child("x").status is ChildStatus.FAILED
