@@ -1,0 +1,93 @@
+"""Fixtures of the web tests: a real runtime with only the web front, users of each role.
+
+The runtime runs in the test's nursery on a fresh data directory (SQLite), its Hypercorn bound to
+port 0 on 127.0.0.1; ``client`` talks to it over the loopback with httpx, ``test_client`` goes
+through Quart's test client (no sockets) for the many small cases.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from quart.testing import QuartClient
+from web_support import PASSWORD, START_TIMEOUT, Account, Front, start_front
+
+from vareon_runtime.auth import Role
+
+
+@pytest.fixture
+def front_environ() -> dict[str, str]:
+    """Extra VAREON_* variables for the ``front`` fixture (override in a test module)."""
+    return {}
+
+
+@pytest.fixture
+async def front(
+    nursery: trio.Nursery, tmp_path: Path, front_environ: dict[str, str]
+) -> AsyncIterator[Front]:
+    """A running runtime with only the web front; stopped cleanly after the test."""
+    front = await start_front(nursery, tmp_path / "data", front_environ)
+    yield front
+    await front.stop()
+
+
+@pytest.fixture
+def base_url(front: Front) -> str:
+    return front.base_url
+
+
+@pytest.fixture
+async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client against the live Hypercorn (httpx runs on trio)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
+        yield http
+
+
+@pytest.fixture
+def test_client(front: Front) -> QuartClient:
+    """Quart's test client of the running runtime's app (no sockets)."""
+    return front.app.test_client()
+
+
+@pytest.fixture
+async def accounts(front: Front) -> dict[Role, Account]:
+    """One verified user per role, each with a fresh access token."""
+    made: dict[Role, Account] = {}
+    with trio.fail_after(START_TIMEOUT):
+        for role in Role:
+            name = f"{role.value}-user"
+            await front.ctx.auth.create_user(name, f"{name}@example.com", PASSWORD, role)
+            pair = await front.ctx.auth.login(name, PASSWORD, None)
+            made[role] = Account(name, role, pair.access_token)
+    return made
+
+
+class _Keep(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def log_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record logged under ``vareon`` during the test (the suite runs with -p no:logging,
+    so there is no caplog)."""
+    records: list[logging.LogRecord] = []
+    handler = _Keep(records)
+    logger = logging.getLogger("vareon")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

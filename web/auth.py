@@ -1,0 +1,91 @@
+"""Accounts and tokens (seed 002): register, OAuth2 password login, refresh, verify, me.
+
+Every handler validates, calls the kernel's auth service (``ctx.auth``) and shapes its answer;
+the service raises the 401/403/409/422/429 errors itself.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, request
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from vareon_runtime.auth import Role
+
+from .context import current_context
+from .permissions import current_principal, public, requires
+from .schemas import (
+    RefreshRequest,
+    RegisterRequest,
+    TokenRequest,
+    TokenResponse,
+    UserResponse,
+    VerifyEmailQuery,
+    VerifyEmailRequest,
+)
+from .validation import validate_body
+
+__all__ = ["blueprint"]
+
+blueprint = Blueprint("auth", __name__)
+
+
+@blueprint.post("/api/register")
+@public
+@validate_request(RegisterRequest)
+@validate_response(UserResponse, 201)
+async def register(data: RegisterRequest) -> tuple[UserResponse, int]:
+    """Create an account (role viewer); its email stays unverified until confirmed."""
+    user = await current_context().auth.register(data.username, data.email, data.password)
+    return UserResponse.of(user), 201
+
+
+@blueprint.post("/api/token")
+@public
+@validate_body(TokenRequest)
+@validate_response(TokenResponse)
+async def token(data: TokenRequest) -> TokenResponse:
+    """Log in (OAuth2 password grant, form or JSON): an access and a refresh token.
+
+    Repeated failures for one user or one address are refused for a while (429, Retry-After).
+    """
+    pair = await current_context().auth.login(data.username, data.password, request.remote_addr)
+    return TokenResponse.of(pair)
+
+
+@blueprint.post("/api/token/refresh")
+@public
+@validate_body(RefreshRequest)
+@validate_response(TokenResponse)
+async def refresh(data: RefreshRequest) -> TokenResponse:
+    """Trade a refresh token (the credential; used up) for a new token pair."""
+    pair = await current_context().auth.refresh(data.refresh_token)
+    return TokenResponse.of(pair)
+
+
+@blueprint.get("/api/verify-email")
+@public
+@validate_querystring(VerifyEmailQuery)
+@validate_response(UserResponse)
+async def verify_email_link(query_args: VerifyEmailQuery) -> UserResponse:
+    """Confirm an email address with the token from the verification mail (the link form)."""
+    user = await current_context().auth.verify_email(query_args.token)
+    return UserResponse.of(user)
+
+
+@blueprint.post("/api/verify-email")
+@public
+@validate_request(VerifyEmailRequest)
+@validate_response(UserResponse)
+async def verify_email(data: VerifyEmailRequest) -> UserResponse:
+    """Confirm an email address with its verification token."""
+    user = await current_context().auth.verify_email(data.token)
+    return UserResponse.of(user)
+
+
+@blueprint.get("/api/users/me")
+@requires(Role.VIEWER)
+@validate_response(UserResponse)
+async def me() -> UserResponse:
+    """The caller's account."""
+    user = await current_context().auth.get_user(current_principal().user_id)
+    return UserResponse.of(user)

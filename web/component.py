@@ -1,0 +1,30 @@
+"""The web front as a runtime component (entry point ``vareon.components: web``)."""
+
+from __future__ import annotations
+
+from vareon_runtime.component import Component, RuntimeContext
+from vareon_runtime.supervisor import ChildSpec
+
+from .server import WebServer
+
+__all__ = ["WEB_ORDER", "web_component"]
+
+# Highest order: the web front starts after every domain and stops before them.
+WEB_ORDER = 1000
+WEB_SHUTDOWN = 5.0
+
+
+def web_component(ctx: RuntimeContext) -> Component | None:
+    """The ``web`` child of the root supervisor, or None when ``[server] enabled = false``.
+
+    The child's factory hands out the same :class:`WebServer` on every (re)start, so its app and
+    bound address stay reachable through ``component.spec.factory()``.
+    """
+    if not ctx.config.server.enabled:
+        return None
+    server = WebServer(ctx)
+
+    def factory() -> WebServer:
+        return server
+
+    return Component(spec=ChildSpec("web", factory, shutdown=WEB_SHUTDOWN), order=WEB_ORDER)
