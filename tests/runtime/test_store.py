@@ -577,3 +577,52 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         create_engines("mysql://localhost/db")
     with pytest.raises(ValueError, match="write_batch_max must be at least 1"):
         Store("sqlite:///x.db", write_batch_max=0)
+
+
+async def test_concurrent_reads_share_thread_hops(database_url: str) -> None:
+    readers = 200
+    with trio.fail_after(TIMEOUT):
+        async with running_store(database_url, read_pool_size=2) as store:
+            ids = [await store.write(add_event(f"r{i}")) for i in range(5)]
+            seen: list[int] = []
+
+            async def reader() -> None:
+                seen.append(await store.read(count_events))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(readers):
+                    nursery.start_soon(reader)
+            stats = store.stats
+    assert seen == [len(ids)] * readers
+    assert stats["reads"] == readers
+    assert stats["read_batches"] < readers // 4, "queued reads were grouped into few hops"
+
+
+async def test_a_failing_read_does_not_spoil_its_batch(database_url: str) -> None:
+    def broken(session: Session) -> int:
+        return session.scalar(text("SELECT no_such_column FROM events")) or 0
+
+    outcomes: dict[int, object] = {}
+    with trio.fail_after(TIMEOUT):
+        async with running_store(database_url, read_pool_size=1) as store:
+            await store.write(add_event("x"))
+
+            async def reader(index: int) -> None:
+                try:
+                    outcomes[index] = await store.read(broken if index == 3 else count_events)
+                except StoreError as exc:
+                    outcomes[index] = exc
+
+            async with trio.open_nursery() as nursery:
+                for index in range(8):
+                    nursery.start_soon(reader, index)
+    assert isinstance(outcomes.pop(3), StoreError)
+    assert set(outcomes.values()) == {1}
+
+
+async def test_a_cancelled_read_is_dropped_and_the_readers_carry_on(database_url: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with running_store(database_url, read_pool_size=1) as store:
+            with trio.move_on_after(0):
+                await store.read(count_events)
+            assert await store.read(count_events) == 0

@@ -6,7 +6,10 @@ transaction, commits once, and only then hands each caller its result: an acknow
 durable. One commit (one fsync on SQLite) is shared by every write of the batch, which is what
 makes many small durable writes cheap (group commit).
 
-Reads run on their own pool of connections, beside the writer (SQLite's WAL allows this).
+Reads run on their own pool of connections, beside the writer (SQLite's WAL allows this), and
+are grouped the same way: each of ``read_pool_size`` reader loops takes every read queued while
+it was busy and runs them in one thread hop and one read-only transaction. Under load a thread
+hop (and a BEGIN, and a GIL hand-over) is paid once per batch instead of once per read.
 ORM objects never leave the worker thread: a function returns plain data (a pydantic model, a
 dict, a tuple of scalars).
 """
@@ -52,9 +55,25 @@ _QUEUED, _IN_FLIGHT, _CANCELLED = range(3)
 # (seconds on an SD card) because of one caller's unique violation.
 _BATCH_PASSES = 4
 
+# The most reads one reader loop runs in one hop: enough to amortise the hop, small enough that
+# a batch never keeps a read snapshot open for long.
+_READ_BATCH_MAX = 64
+
 
 class _Write:
     """One queued write: the function, the waiting task, and, once done, its outcome."""
+
+    __slots__ = ("fn", "outcome", "state", "task")
+
+    def __init__(self, fn: Callable[[Session], Any], task: trio.lowlevel.Task) -> None:
+        self.fn = fn
+        self.task = task
+        self.state = _QUEUED
+        self.outcome: outcome.Outcome[Any] | None = None
+
+
+class _Read:
+    """One queued read: the function, the waiting task, and, once done, its outcome."""
 
     __slots__ = ("fn", "outcome", "state", "task")
 
@@ -114,6 +133,8 @@ class Store:
         # store runs; CapacityLimiter needs no running trio loop to be constructed.
         self._writer_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(read_pool_size)
+        self._reads: deque[_Read] = deque()
+        self._read_lot = trio.lowlevel.ParkingLot()
         self._stats = {
             "batches": 0,
             "transactions": 0,
@@ -121,6 +142,7 @@ class Store:
             "failed": 0,
             "cancelled": 0,
             "reads": 0,
+            "read_batches": 0,
         }
 
     @property
@@ -136,7 +158,7 @@ class Store:
         batches when failed writes forced re-runs), ``committed`` writes acknowledged as
         committed, ``failed`` writes whose caller got an error, ``cancelled`` writes dropped
         from the queue because their caller was cancelled before the writer took them,
-        ``reads`` reads finished.
+        ``reads`` reads finished, ``read_batches`` thread hops they took.
         """
         return dict(self._stats)
 
@@ -167,20 +189,27 @@ class Store:
         logger.info("store ready: %s", engines.writer.url.render_as_string(hide_password=True))
         task_status.started(self)
         try:
-            await self._writer_loop()
-        finally:
-            if self._state == _RUNNING:
-                self._state = _CLOSING
-            with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as readers:
+                for _ in range(self._read_pool_size):
+                    readers.start_soon(self._reader_loop)
                 try:
-                    # Flush: the loop drains the queue and returns, since no write can join.
                     await self._writer_loop()
                 finally:
-                    self._fail_queued("the store stopped before this write was committed")
-                    await trio.to_thread.run_sync(engines.dispose)
-                    self._state = _CLOSED
-                    self._stopped.set()
-                    logger.info("store closed: %s", self._stats)
+                    if self._state == _RUNNING:
+                        self._state = _CLOSING
+                    with trio.CancelScope(shield=True):
+                        # Flush: the loop drains the queue and returns, since no write can join.
+                        await self._writer_loop()
+                    # Reads queued by now still run; then the reader loops end.
+                    readers.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                self._fail_queued("the store stopped before this write was committed")
+                self._fail_reads("the store stopped before this read ran")
+                await trio.to_thread.run_sync(engines.dispose)
+                self._state = _CLOSED
+                self._stopped.set()
+                logger.info("store closed: %s", self._stats)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn(session)`` in the writer's transaction; return its result once committed.
@@ -230,8 +259,17 @@ class Store:
         """
         if self._state not in (_RUNNING, _CLOSING):
             raise StoreClosedError(self._not_running("read"))
-        result: T = await trio.to_thread.run_sync(self._read, fn, limiter=self._read_limiter)
-        self._stats["reads"] += 1
+        slot = _Read(fn, trio.lowlevel.current_task())
+        self._reads.append(slot)
+        self._read_lot.unpark()
+
+        def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+            if slot.state == _QUEUED:
+                slot.state = _CANCELLED
+                return trio.lowlevel.Abort.SUCCEEDED
+            return trio.lowlevel.Abort.FAILED  # running in a batch: wait for it
+
+        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
         return result
 
     async def close(self) -> None:
@@ -280,6 +318,39 @@ class Store:
                     self._acknowledge(batch, 0)
                 raise
             self._acknowledge(batch, transactions)
+
+    async def _reader_loop(self) -> None:
+        """Run queued reads in batches, one thread hop per batch, until cancelled."""
+        reads = self._reads
+        while True:
+            if not reads:
+                await self._read_lot.park()
+                continue
+            batch: list[_Read] = []
+            while reads and len(batch) < _READ_BATCH_MAX:
+                slot = reads.popleft()
+                if slot.state == _CANCELLED:
+                    continue
+                slot.state = _IN_FLIGHT
+                batch.append(slot)
+            if not batch:
+                continue
+            try:
+                await trio.to_thread.run_sync(self._read_batch, batch, limiter=self._read_limiter)
+            finally:
+                # A batch is never abandoned mid-hop (the thread is waited for), so each slot
+                # has its outcome; one cancelled before the hop started gets StoreClosedError.
+                for slot in batch:
+                    result = slot.outcome or outcome.Error(StoreClosedError("the store stopped before this read ran"))
+                    trio.lowlevel.reschedule(slot.task, result)
+                self._stats["reads"] += len(batch)
+                self._stats["read_batches"] += 1
+
+    def _fail_reads(self, message: str) -> None:
+        while self._reads:
+            slot = self._reads.popleft()
+            if slot.state != _CANCELLED:
+                trio.lowlevel.reschedule(slot.task, outcome.Error(StoreClosedError(message)))
 
     def _take_batch(self) -> list[_Write]:
         queue = self._queue
@@ -430,18 +501,25 @@ class Store:
             slot.outcome = outcome.Value(result)
         return None
 
-    def _read(self, fn: Callable[[Session], T]) -> T:
-        """Run one read on a fresh session of the reader engine (reader thread)."""
+    def _read_batch(self, batch: list[_Read]) -> None:
+        """Run a batch of reads in one read-only transaction, deciding each outcome (reader thread).
+
+        The reads share a snapshot; each starts with an empty identity map, and a failed read
+        rolls the transaction back so the next one starts clean (PostgreSQL refuses statements
+        in a failed transaction).
+        """
         assert self._engines is not None
-        try:
-            with Session(self._engines.reader) as session:
-                result = fn(session)
-                _check_result(result, fn)
-                return result
-        except VareonError:
-            raise
-        except SQLAlchemyError as exc:
-            raise _translate(exc, "read", fn) from exc
+        with Session(self._engines.reader) as session:
+            for slot in batch:
+                try:
+                    result = slot.fn(session)
+                    _check_result(result, slot.fn)
+                except Exception as exc:
+                    slot.outcome = outcome.Error(_translate(exc, "read", slot.fn))
+                    session.rollback()
+                else:
+                    slot.outcome = outcome.Value(result)
+                session.expunge_all()
 
 
 def _name(fn: Callable[..., Any]) -> str:
