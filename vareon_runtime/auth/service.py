@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from vareon_runtime.auth.mail import Mailer
@@ -131,6 +131,13 @@ def _to_user(record: UserRecord) -> User:
     return User.model_validate(record)
 
 
+# The hot path (/api/users/me on every dashboard poll) runs one prepared Core statement on the
+# session's connection: no ORM execution, identity map or per-call statement construction.
+_USER_BY_ID = select(*(getattr(UserRecord, name) for name in User.model_fields)).where(
+    UserRecord.id == bindparam("user_id")
+)
+
+
 def _by_username(session: Session, username: str) -> UserRecord | None:
     return session.scalars(select(UserRecord).where(UserRecord.username == username)).first()
 
@@ -228,10 +235,10 @@ class Auth:
         """
 
         def fetch(session: Session) -> User:
-            record = session.get(UserRecord, user_id)
-            if record is None:
+            row = session.connection().execute(_USER_BY_ID, {"user_id": user_id}).mappings().first()
+            if row is None:
                 raise NotFoundError(f"no user with id {user_id!r}")
-            return _to_user(record)
+            return User.model_validate(dict(row))
 
         return await self.store.read(fetch)
 
