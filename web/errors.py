@@ -120,17 +120,13 @@ def error_response(
 def install_error_handlers(app: Quart) -> None:
     """Make every error of ``app`` JSON and give each request an id."""
     app.config["PROPAGATE_EXCEPTIONS"] = False  # even in testing: always the JSON 500
-    app.before_request(_assign_request_id)
-    app.before_websocket(_assign_request_id)
+    # No hook assigns the id up front: request_id() makes it on first use (a log line, an
+    # error body, or at the latest the X-Request-ID header below).
     app.after_request(_send_request_id)
     app.register_error_handler(HTTPException, _on_http_exception)
     app.register_error_handler(RequestSchemaValidationError, _on_validation_error)
     app.register_error_handler(ServiceError, _on_service_error)
     app.register_error_handler(Exception, _on_exception)
-
-
-async def _assign_request_id() -> None:
-    request_id()
 
 
 async def _send_request_id(response: Response) -> Response:
