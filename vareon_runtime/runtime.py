@@ -7,6 +7,7 @@ commits whatever is queued and closes. Nothing acknowledged is lost.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -98,6 +99,10 @@ class Runtime:
                         "runtime %s %s started: %d modules, data in %s",
                         config.runtime.name, __version__, len(components), data_dir,
                     )
+                    # Everything boot made lives as long as the runtime: move it out of the
+                    # collector's sight so collections under load stop re-walking it
+                    # (docs/decisions/0008-gc-freeze-after-boot.md).
+                    gc.freeze()
                     task_status.started(self)
                     await self._stop.wait()
                     log.info("stopping")
