@@ -1,0 +1,193 @@
+"""``vareon bench http``: the web front's requests/s beside the bare stack's floor, same run.
+
+Three servers are measured one after the other with ``wrk`` (a real load generator, in its own
+process) on loopback, each server in its own process:
+
+1. the floor: a raw ASGI app answering a small JSON body, served by the same Hypercorn trio worker
+   with the same settings: what the stack can do at best;
+2. the runtime (``vareon run`` on a fresh data directory): ``GET /health``;
+3. the runtime: ``GET /api/users/me`` with a bearer token: token check, a store query, JSON.
+
+Ratios are printed against the floor; the goal is the authenticated read at >= 60% of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vareon_runtime.bench import Report
+from vareon_runtime.errors import VareonError
+
+__all__ = ["main"]
+
+CONNECTIONS = 32
+FLOOR_BODY = b'{"status":"ok","version":"0.0.0"}'
+
+
+async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A raw ASGI app: the least any HTTP answer on this stack can cost."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(FLOOR_BODY)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": FLOOR_BODY})
+
+
+def _serve_floor(port: int) -> None:
+    import trio
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.trio import serve
+
+    config = HypercornConfig()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    trio.run(serve, floor_app, config)  # type: ignore[arg-type]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise VareonError(f"the server under test exited with {proc.returncode} before answering {url}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise VareonError(f"no answer from {url} within {timeout:g}s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wrk(wrk: str, url: str, seconds: int, headers: dict[str, str] | None = None) -> dict[str, float]:
+    command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        raise VareonError(f"{url} answered {bad.group(1)} non-2xx responses under load; the figure would be meaningless:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    result = {"rps": rps}
+    for pct in ("50", "99"):
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if found:
+            scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
+            result[f"p{pct}_ms"] = float(found.group(1)) * scale
+    return result
+
+
+def _vareon(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vareon_runtime.cli", *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def main(*, output_dir: Path, quick: bool = False) -> int:
+    """Run the HTTP benchmark, print it, write ``http.json``; returns 0."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise VareonError("vareon bench http needs the wrk load generator on PATH: apt-get install wrk")
+    seconds = 3 if quick else 10
+    report = Report("http")
+    print(f"vareon bench http ({seconds}s per figure, wrk -t1 -c{CONNECTIONS}, loopback)", flush=True)
+
+    port = _free_port()
+    floor = subprocess.Popen([sys.executable, "-m", "web.bench", "floor", str(port)])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base + "/", floor)
+        _wrk(wrk, base + "/", 1)  # warm up
+        raw = _wrk(wrk, base + "/", seconds)
+    finally:
+        _stop(floor)
+    report.figure("floor_rps", raw["rps"], "req/s", "raw ASGI app, same Hypercorn trio worker (floor)")
+
+    with tempfile.TemporaryDirectory(prefix="vareon-bench-http-") as tmp:
+        port = _free_port()
+        password = os.urandom(12).hex()
+        env = {
+            **os.environ,
+            "VAREON_SERVER_PORT": str(port),
+            "VAREON_RUNTIME_LOG_LEVEL": "warning",
+            "VAREON_BENCH_PASSWORD": password,
+        }
+        config = str(Path(tmp) / "config.toml")
+        for args in (
+            ("init", "--config", config),
+            ("user", "create", "bench", "--role", "viewer", "--password-env", "VAREON_BENCH_PASSWORD", "--config", config),
+        ):
+            done = _vareon(*args, env=env)
+            if done.returncode != 0:
+                raise VareonError(f"vareon {' '.join(args[:2])} failed: {done.stderr.strip()}")
+        runtime = subprocess.Popen([sys.executable, "-m", "vareon_runtime.cli", "run", "--config", config], env=env)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_ready(base + "/health", runtime)
+            token = httpx.post(base + "/api/token", json={"username": "bench", "password": password}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            if httpx.get(base + "/api/users/me", headers=auth).status_code != 200:
+                raise VareonError("the authenticated read does not answer 200; nothing to measure")
+            _wrk(wrk, base + "/health", 1)
+            health = _wrk(wrk, base + "/health", seconds)
+            me = _wrk(wrk, base + "/api/users/me", seconds, auth)
+        finally:
+            _stop(runtime)
+
+    report.figure("health_rps", health["rps"], "req/s", "runtime GET /health")
+    report.figure("me_rps", me["rps"], "req/s", "runtime GET /api/users/me (bearer token + store query)")
+    for name, figures in (("floor", raw), ("health", health), ("me", me)):
+        if "p99_ms" in figures:
+            report.figure(f"{name}_p99_ms", figures["p99_ms"], "ms", f"{name} p99 latency")
+    report.figure("health_vs_floor", health["rps"] / raw["rps"], "ratio", "/health vs floor")
+    report.goal(
+        "authenticated read vs raw ASGI floor", me["rps"] / raw["rps"], ">=", 0.6,
+        f"{me['rps']:,.0f} vs {raw['rps']:,.0f} req/s",
+    )
+    report.write(output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="serve the benchmark's raw ASGI floor app")
+    parser.add_argument("what", choices=["floor"])
+    parser.add_argument("port", type=int)
+    _serve_floor(parser.parse_args().port)
