@@ -9,6 +9,10 @@ and when cancelled it stops gracefully: no new connections, requests in flight g
 from __future__ import annotations
 
 import logging
+import os
+import resource
+import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import trio
@@ -75,31 +79,97 @@ class WebServer:
             OSError: the address cannot be bound (in use, or not an address of this machine).
         """
         stop = trio.Event()
+        served = trio.Event()
         # Shielded so that cancelling run() becomes Hypercorn's graceful shutdown instead of
         # cutting connections; the deadline set on stop bounds it.
         serving = trio.CancelScope(shield=True)
         async with trio.open_nursery() as nursery:
-            self.bound = await nursery.start(self._serve, serving, stop)
+            self.bound = await nursery.start(self._serve, serving, stop, served)
             log.info("web front listening on %s", ", ".join(self.bound))
             task_status.started(self)
             try:
                 await trio.sleep_forever()
             finally:
                 stop.set()
-                serving.deadline = trio.current_time() + self.graceful_timeout + 1.0
+                deadline = trio.current_time() + self.graceful_timeout + 1.0
+                serving.deadline = deadline
+                ports = {port for port in (urlsplit(url).port for url in self.bound) if port}
                 self.bound = []
+                nursery.start_soon(self._abort_at, deadline, ports, served)
+
+    async def _abort_at(self, deadline: float, ports: set[int], served: trio.Event) -> None:
+        """At ``deadline``, cut the connections Hypercorn could not close by itself.
+
+        Hypercorn writes to a socket inside a shielded scope, so a client that stops reading
+        pins that write, and the server with it, past any cancellation. Shutting the socket
+        down makes the write fail at once; Hypercorn then cleans up as for a dropped client.
+        """
+        with trio.CancelScope(shield=True):
+            with trio.move_on_at(deadline):
+                await served.wait()
+                return
+            cut = _shut_down_connections(ports)
+            if cut:
+                log.warning(
+                    "cut %d connection(s) still open %gs after the stop began "
+                    "(a client that stopped reading)", cut, self.graceful_timeout + 1.0,
+                )
 
     async def _serve(
         self,
         scope: trio.CancelScope,
         stop: trio.Event,
+        served: trio.Event,
         *,
         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        with scope:
-            await serve(
-                self.app,  # type: ignore[arg-type]
-                self.hypercorn_config(),
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
+        try:
+            with scope:
+                await serve(
+                    self.app,  # type: ignore[arg-type]
+                    self.hypercorn_config(),
+                    shutdown_trigger=stop.wait,
+                    task_status=task_status,
+                )
+        finally:
+            served.set()
+
+
+def _shut_down_connections(ports: set[int]) -> int:
+    """Shut down every accepted TCP connection of this process on ``ports``; return how many.
+
+    Works on the process's own descriptors (``/proc/self/fd``, else every number below the
+    descriptor limit): a duplicate of each socket is shut down, which ends the connection for
+    the original too. Listening sockets and this process's own outgoing connections (their local
+    port is not ours) are left alone.
+    """
+    try:
+        fds: Iterable[int] = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536))
+    cut = 0
+    for fd in fds:
+        try:
+            dup = os.dup(fd)
+        except OSError:
+            continue
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        with sock:
+            try:
+                if sock.type != socket.SOCK_STREAM:
+                    continue
+                local = sock.getsockname()
+                sock.getpeername()  # a listener has no peer: OSError, skipped
+            except OSError:
+                continue
+            if isinstance(local, tuple) and local[1] in ports:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    cut += 1
+                except OSError:
+                    pass
+    return cut

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 import web.websocket as ws_module
@@ -423,3 +424,24 @@ async def test_slow_client_loses_oldest_events_with_a_count_and_stalls_nobody(
         assert received == sorted(received) and received[-1] == count - 1  # the newest are kept
         assert len(received) + dropped == count  # every loss is counted
         assert await command(slow, {"id": 8, "type": "ping"}) == {"id": 8, "type": "pong"}
+
+
+async def test_a_client_that_stops_reading_cannot_hold_up_the_runtime_stop(
+    live: Live, front: Front, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hypercorn's socket write is shielded: without the server cutting the connection after the
+    # graceful timeout, this stop would wait for the stalled client forever.
+    monkeypatch.setattr(ws_module, "SUBSCRIPTION_QUEUE_SIZE", 4)
+    pad = "x" * 64 * 1024
+    async with authed(live, receive_buffer=RECEIVE_BUFFER) as stalled:
+        assert await command(stalled, {"id": 1, "type": "subscribe", "topic": "test.stall"}) == ok(1)
+        # Publish until the server's write to the stalled client is stuck (each event is
+        # written as far as it goes before the next; the sockets' buffers fill up).
+        for i in range(2 * (_server_send_buffer_max() + 2 * RECEIVE_BUFFER) // len(pad)):
+            live.ctx.bus.publish("test.stall", {"i": i, "pad": pad})
+            await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(front.server.graceful_timeout + 15):
+            await front.stop()
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await stalled.get_message()
