@@ -123,20 +123,10 @@ def _with_auth(config: Config, action: Callable[[Auth], Awaitable[T]]) -> T:
     import trio
 
     from .auth import Auth
-    from .store import Store
+    from .runtime import store_for
 
     async def session() -> T:
-        data_dir = config.data_dir_path
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir, 0o700)
-        db = config.database
-        store = Store(
-            config.database_url,
-            sqlite_synchronous=db.sqlite_synchronous,
-            write_batch_max=db.write_batch_max,
-            read_pool_size=db.read_pool_size,
-            busy_timeout=db.busy_timeout,
-        )
+        store = store_for(config)
         auth = Auth(config, store)
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)

@@ -24,9 +24,24 @@ from .registry import Registry
 from .store import Store
 from .supervisor import Backoff, ChildSpec, Supervisor
 
-__all__ = ["Runtime", "run_until_signal"]
+__all__ = ["Runtime", "run_until_signal", "store_for"]
 
 log = logging.getLogger("vareon.runtime")
+
+
+def store_for(config: Config) -> Store:
+    """The (not yet started) store of ``config``, its data directory made private (0700)."""
+    data_dir = config.data_dir_path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    db = config.database
+    return Store(
+        config.database_url,
+        sqlite_synchronous=db.sqlite_synchronous,
+        write_batch_max=db.write_batch_max,
+        read_pool_size=db.read_pool_size,
+        busy_timeout=db.busy_timeout,
+    )
 
 
 class Runtime:
@@ -65,16 +80,7 @@ class Runtime:
         """
         config = self.config
         data_dir = config.data_dir_path
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir, 0o700)
-        db = config.database
-        store = Store(
-            config.database_url,
-            sqlite_synchronous=db.sqlite_synchronous,
-            write_batch_max=db.write_batch_max,
-            read_pool_size=db.read_pool_size,
-            busy_timeout=db.busy_timeout,
-        )
+        store = store_for(config)
         # Imported here: argon2 and PyJWT are not needed by `vareon init` or `vareon --help`.
         from .auth import Auth
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from vareon_runtime.auth import Role
+from vareon_runtime.auth import Role, User
 
 from .context import current_context
 from .permissions import current_principal, public, requires
@@ -18,7 +18,6 @@ from .schemas import (
     RegisterRequest,
     TokenRequest,
     TokenResponse,
-    UserResponse,
     VerifyEmailQuery,
     VerifyEmailRequest,
 )
@@ -32,11 +31,11 @@ blueprint = Blueprint("auth", __name__)
 @blueprint.post("/api/register")
 @public
 @validate_request(RegisterRequest)
-@validate_response(UserResponse, 201)
-async def register(data: RegisterRequest) -> tuple[UserResponse, int]:
+@validate_response(User, 201)
+async def register(data: RegisterRequest) -> tuple[User, int]:
     """Create an account (role viewer); its email stays unverified until confirmed."""
     user = await current_context().auth.register(data.username, data.email, data.password)
-    return UserResponse.of(user), 201
+    return user, 201
 
 
 @blueprint.post("/api/token")
@@ -65,27 +64,27 @@ async def refresh(data: RefreshRequest) -> TokenResponse:
 @blueprint.get("/api/verify-email")
 @public
 @validate_querystring(VerifyEmailQuery)
-@validate_response(UserResponse)
-async def verify_email_link(query_args: VerifyEmailQuery) -> UserResponse:
+@validate_response(User)
+async def verify_email_link(query_args: VerifyEmailQuery) -> User:
     """Confirm an email address with the token from the verification mail (the link form)."""
     user = await current_context().auth.verify_email(query_args.token)
-    return UserResponse.of(user)
+    return user
 
 
 @blueprint.post("/api/verify-email")
 @public
 @validate_request(VerifyEmailRequest)
-@validate_response(UserResponse)
-async def verify_email(data: VerifyEmailRequest) -> UserResponse:
+@validate_response(User)
+async def verify_email(data: VerifyEmailRequest) -> User:
     """Confirm an email address with its verification token."""
     user = await current_context().auth.verify_email(data.token)
-    return UserResponse.of(user)
+    return user
 
 
 @blueprint.get("/api/users/me")
 @requires(Role.VIEWER)
-@validate_response(UserResponse)
-async def me() -> UserResponse:
+@validate_response(User)
+async def me() -> User:
     """The caller's account."""
     user = await current_context().auth.get_user(current_principal().user_id)
-    return UserResponse.of(user)
+    return user

@@ -29,7 +29,6 @@ __all__ = [
     "TokenRequest",
     "TokenResponse",
     "Uptime",
-    "UserResponse",
     "VerifyEmailQuery",
     "VerifyEmailRequest",
 ]
@@ -106,24 +105,6 @@ class TokenResponse(BaseModel):
             token_type=pair.token_type,
             expires_in=pair.expires_in,
         )
-
-
-class UserResponse(BaseModel):
-    """A user account; never carries the password."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    username: str
-    email: str | None
-    role: Role
-    email_verified: bool
-    is_active: bool
-    created_at: Timestamp
-
-    @classmethod
-    def of(cls, user: User) -> UserResponse:
-        return cls.model_validate(user)
 
 
 # --------------------------------------------------------------------------- system

@@ -40,7 +40,7 @@ logger = logging.getLogger("vareon.store")
 # Lifecycle of a Store.
 _NEW, _STARTING, _RUNNING, _CLOSING, _CLOSED = range(5)
 
-# Lifecycle of one queued write.
+# Lifecycle of one queued write or read.
 _QUEUED, _IN_FLIGHT, _CANCELLED = range(3)
 
 # How a batch is committed. The first pass runs every write and flushes once, at COMMIT: the
@@ -60,20 +60,8 @@ _BATCH_PASSES = 4
 _READ_BATCH_MAX = 64
 
 
-class _Write:
-    """One queued write: the function, the waiting task, and, once done, its outcome."""
-
-    __slots__ = ("fn", "outcome", "state", "task")
-
-    def __init__(self, fn: Callable[[Session], Any], task: trio.lowlevel.Task) -> None:
-        self.fn = fn
-        self.task = task
-        self.state = _QUEUED
-        self.outcome: outcome.Outcome[Any] | None = None
-
-
-class _Read:
-    """One queued read: the function, the waiting task, and, once done, its outcome."""
+class _Job:
+    """One queued write or read: the function, the waiting task, and, once done, its outcome."""
 
     __slots__ = ("fn", "outcome", "state", "task")
 
@@ -124,7 +112,7 @@ class Store:
         self._migrate = migrate
         self._engines: Engines | None = None
         self._state = _NEW
-        self._queue: deque[_Write] = deque()
+        self._queue: deque[_Job] = deque()
         self._cancelled_in_queue = 0
         self._wakeup = trio.Event()
         self._stopped = trio.Event()
@@ -133,7 +121,7 @@ class Store:
         # store runs; CapacityLimiter needs no running trio loop to be constructed.
         self._writer_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(read_pool_size)
-        self._reads: deque[_Read] = deque()
+        self._reads: deque[_Job] = deque()
         self._read_lot = trio.lowlevel.ParkingLot()
         self._stats = {
             "batches": 0,
@@ -231,7 +219,7 @@ class Store:
         """
         if self._state != _RUNNING:
             raise StoreClosedError(self._not_running("write"))
-        slot = _Write(fn, trio.lowlevel.current_task())
+        slot = _Job(fn, trio.lowlevel.current_task())
         self._queue.append(slot)
         self._wakeup.set()
 
@@ -259,7 +247,7 @@ class Store:
         """
         if self._state not in (_RUNNING, _CLOSING):
             raise StoreClosedError(self._not_running("read"))
-        slot = _Read(fn, trio.lowlevel.current_task())
+        slot = _Job(fn, trio.lowlevel.current_task())
         self._reads.append(slot)
         self._read_lot.unpark()
 
@@ -326,7 +314,7 @@ class Store:
             if not reads:
                 await self._read_lot.park()
                 continue
-            batch: list[_Read] = []
+            batch: list[_Job] = []
             while reads and len(batch) < _READ_BATCH_MAX:
                 slot = reads.popleft()
                 if slot.state == _CANCELLED:
@@ -352,9 +340,9 @@ class Store:
             if slot.state != _CANCELLED:
                 trio.lowlevel.reschedule(slot.task, outcome.Error(StoreClosedError(message)))
 
-    def _take_batch(self) -> list[_Write]:
+    def _take_batch(self) -> list[_Job]:
         queue = self._queue
-        batch: list[_Write] = []
+        batch: list[_Job] = []
         limit = self._write_batch_max
         while queue and len(batch) < limit:
             slot = queue.popleft()
@@ -366,7 +354,7 @@ class Store:
             batch.append(slot)
         return batch
 
-    def _acknowledge(self, batch: list[_Write], transactions: int) -> None:
+    def _acknowledge(self, batch: list[_Job], transactions: int) -> None:
         stats = self._stats
         stats["batches"] += 1
         stats["transactions"] += transactions
@@ -426,7 +414,7 @@ class Store:
             raise
         return engines
 
-    def _commit(self, batch: list[_Write]) -> int:
+    def _commit(self, batch: list[_Job]) -> int:
         """Commit ``batch``, deciding every write's outcome (writer thread).
 
         Returns:
@@ -454,7 +442,7 @@ class Store:
             self._transaction([slot], careful=True)
         return transactions
 
-    def _transaction(self, slots: list[_Write], *, careful: bool) -> int | None:
+    def _transaction(self, slots: list[_Job], *, careful: bool) -> int | None:
         """Run ``slots`` in one transaction (writer thread).
 
         Args:
@@ -501,7 +489,7 @@ class Store:
             slot.outcome = outcome.Value(result)
         return None
 
-    def _read_batch(self, batch: list[_Read]) -> None:
+    def _read_batch(self, batch: list[_Job]) -> None:
         """Run a batch of reads in one read-only transaction, deciding each outcome (reader thread).
 
         The reads share a snapshot; each starts with an empty identity map, and a failed read
