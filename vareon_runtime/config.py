@@ -14,7 +14,6 @@ environment variables the file names.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 import textwrap

@@ -17,7 +17,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from quart import Blueprint, Quart, Response, current_app, request, send_from_directory
+from quart import Blueprint, Response, current_app, request, send_from_directory
 from quart_schema import (
     HttpSecurityScheme,
     Info,

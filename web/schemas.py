@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 
-from vareon_runtime.auth import PASSWORD_MAX, PASSWORD_MIN, Role, TokenPair, User
+from vareon_runtime.auth import PASSWORD_MAX, PASSWORD_MIN, TokenPair
 from vareon_runtime.clock import isoformat
 
 __all__ = [

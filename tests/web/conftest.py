@@ -7,8 +7,7 @@ through Quart's test client (no sockets) for the many small cases.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -67,27 +66,3 @@ async def accounts(front: Front) -> dict[Role, Account]:
     return made
 
 
-class _Keep(logging.Handler):
-    def __init__(self, records: list[logging.LogRecord]) -> None:
-        super().__init__(logging.DEBUG)
-        self.records = records
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def log_records() -> Iterator[list[logging.LogRecord]]:
-    """Every record logged under ``vareon`` during the test (the suite runs with -p no:logging,
-    so there is no caplog)."""
-    records: list[logging.LogRecord] = []
-    handler = _Keep(records)
-    logger = logging.getLogger("vareon")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)

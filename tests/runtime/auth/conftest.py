@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -53,38 +51,3 @@ async def store(config: Config) -> AsyncIterator[Store]:
 @pytest.fixture
 def auth(config: Config, store: Store) -> Auth:
     return Auth(config, store, environ={})
-
-
-class LogRecords(logging.Handler):
-    """Collects the records of the ``vareon.auth`` logger."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def messages(self, level: int = logging.DEBUG) -> list[str]:
-        return [r.getMessage() for r in self.records if r.levelno >= level]
-
-    def verification_token(self, username: str) -> str:
-        for message in reversed(self.messages(logging.WARNING)):
-            found = re.match(rf"email verification token for {re.escape(username)}: (\S+) ", message)
-            if found:
-                return found.group(1)
-        raise AssertionError(f"no verification token for {username} in {self.messages()}")
-
-
-@pytest.fixture
-def auth_log() -> Iterator[LogRecords]:
-    logger = logging.getLogger("vareon.auth")
-    handler = LogRecords()
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -25,18 +23,6 @@ def config_file(tmp_path: Path, database_url: str) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(f'[runtime]\ndata_dir = "data"\n\n[database]\nurl = "{database_url}"\n')
     return path
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The commands configure logging; leave the root logger as the test found it."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 async def vareon(*argv: str) -> int:
