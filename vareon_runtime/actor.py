@@ -39,7 +39,7 @@ from .errors import (
 )
 from .messages import Message
 
-__all__ = ["DEFAULT_ASK_TIMEOUT", "Actor", "ActorRef", "Mailbox", "handles"]
+__all__ = ["DEFAULT_ASK_TIMEOUT", "Actor", "ActorRef", "Mailbox", "handles", "lone_leaf"]
 
 log = logging.getLogger("vareon.actor")
 
@@ -142,6 +142,11 @@ class ActorRef:
         return self._actor_type
 
     @property
+    def alive(self) -> bool:
+        """Whether the actor takes messages: its mailbox is open (also while it restarts)."""
+        return not self._mailbox.closed
+
+    @property
     def mailbox_depth(self) -> int:
         """Messages waiting in the actor's mailbox."""
         return self._mailbox.depth
@@ -176,7 +181,8 @@ class ActorRef:
         Raises:
             UnhandledMessageError: the actor has no handler for the message's type.
             AskTimeoutError: no reply within ``timeout`` seconds (queueing included).
-            ActorStoppedError: the actor was stopped for good before answering.
+            ActorStoppedError: the actor was stopped for good before answering, or it stopped
+                (or crashed elsewhere) while handling the message.
             ActorCrashedError: the handler failed with an unexpected error.
             VareonError: whatever refusal the handler raised (a ConflictError, say).
         """
@@ -198,14 +204,15 @@ class ActorRef:
         return reply.value
 
 
-def _lone_error(group: BaseExceptionGroup[BaseException]) -> Exception | None:
-    """The single ordinary exception inside nested one-member groups, else None."""
-    exc: BaseException = group
+def lone_leaf(exc: BaseException) -> BaseException:
+    """The exception inside nested one-member exception groups; ``exc`` itself otherwise.
+
+    A crash inside a nursery arrives wrapped in a one-leaf group; callers, supervisors and logs
+    want the crash. A group of several stays a group.
+    """
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
-    if isinstance(exc, Exception) and not isinstance(exc, BaseExceptionGroup):
-        return exc
-    return None
+    return exc
 
 
 class Actor:
@@ -301,8 +308,8 @@ class Actor:
                     nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:
                 # The nursery wraps even a lone error; callers and supervisors want the error.
-                leaf = _lone_error(group)
-                if leaf is None:
+                leaf = lone_leaf(group)
+                if not isinstance(leaf, Exception) or isinstance(leaf, BaseExceptionGroup):
                     raise
                 raise leaf from leaf.__cause__
         finally:
@@ -337,6 +344,11 @@ class Actor:
                 )
                 crash.__cause__ = exc
                 reply.fail(crash)
+                raise
+            except BaseException:
+                # Cancelled: the actor is being stopped, or crashed elsewhere in its nursery. The
+                # asker learns now rather than at its timeout.
+                reply.fail(ActorStoppedError(f"{self.name} stopped while handling {type(message).__name__}"))
                 raise
             else:
                 reply.set(result)

@@ -143,15 +143,21 @@ class EventBus:
     def subscribe(self, pattern: str, *, queue_size: int | None = None) -> Subscription:
         """Subscribe to a topic or pattern (``a.b``, ``a.*``, ``*``).
 
+        Args:
+            queue_size: events kept for this subscriber; None for the bus's default.
+
         Raises:
-            ValueError: the pattern is empty or uses ``*`` other than as its last segment.
+            ValueError: the pattern is empty or uses ``*`` other than as its last segment, or
+                ``queue_size`` is less than 1.
         """
         body = pattern[:-2] if pattern.endswith(".*") else pattern
         if pattern != "*" and (not body or "*" in body):
             raise ValueError(
                 f"topic pattern {pattern!r} is invalid: use an exact topic, 'prefix.*' or '*'"
             )
-        sub = Subscription(self, pattern, queue_size or self.default_queue_size)
+        if queue_size is None:
+            queue_size = self.default_queue_size
+        sub = Subscription(self, pattern, queue_size)
         if pattern == "*":
             self._prefix.setdefault("", []).append(sub)
         elif pattern.endswith(".*"):

@@ -13,7 +13,8 @@ The hierarchy, named by whose fault it was::
     │   ├── RestartIntensityError    more than max_restarts in period: the supervisor gave up
     │   ├── ChildGaveUpError         one child passed its own restart limit
     │   ├── DuplicateChildError      a child with that name already exists
-    │   └── UnknownChildError        no child with that name
+    │   ├── UnknownChildError        no child with that name
+    │   └── SupervisorStoppedError   the supervisor is stopping or stopped; it starts no children
     ├── RegistryError
     │   ├── NameTakenError           registering a name that is in use
     │   └── NotRegisteredError       looking up a name that nobody holds
@@ -60,6 +61,7 @@ __all__ = [
     "StoreError",
     "StoreUsageError",
     "SupervisorError",
+    "SupervisorStoppedError",
     "TooManyRequestsError",
     "UnavailableError",
     "UnhandledMessageError",
@@ -114,6 +116,10 @@ class DuplicateChildError(SupervisorError):
 
 class UnknownChildError(SupervisorError, LookupError):
     """The supervisor has no child with that name."""
+
+
+class SupervisorStoppedError(SupervisorError):
+    """The supervisor is stopping or not running, so it cannot start a child."""
 
 
 class RegistryError(VareonError):

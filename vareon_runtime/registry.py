@@ -60,5 +60,9 @@ class Registry:
         return len(self._refs)
 
     def count_by_kind(self) -> dict[str, int]:
-        """Live actors per kind: the part of the name before ``/`` (``agent/…`` -> ``agent``)."""
-        return dict(Counter(name.split("/", 1)[0] for name in self._refs))
+        """Live actors per kind: the part of the name before ``/`` (``agent/…`` -> ``agent``).
+
+        A stopped or failed actor stays registered (a user can start it again) but is not live:
+        only refs whose mailbox is open count.
+        """
+        return dict(Counter(name.split("/", 1)[0] for name, ref in self._refs.items() if ref.alive))

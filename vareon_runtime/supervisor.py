@@ -4,9 +4,13 @@ A supervisor starts its children in order and keeps them alive:
 
 - **strategy**: ``one_for_one`` restarts the child that exited; ``one_for_all`` stops every other
   child (reverse start order) and starts them all again; ``rest_for_one`` does that for the child
-  and the children started after it.
+  and the children started after it. A group restart waits the backoff first, then stops and
+  starts the group under one hold of the supervisor's lock, so no user call lands halfway. A
+  user stopping, restarting or deleting the crashed child during the backoff cancels the group
+  restart (its siblings were not touched); a sibling stopped by a user meanwhile stays stopped.
 - **restart type** per child: ``permanent`` (always restarted), ``transient`` (restarted only
-  after an abnormal exit, that is an exception), ``temporary`` (never restarted; removed).
+  after an abnormal exit, that is an exception), ``temporary`` (never restarted; removed, also
+  when a sibling's crash restarts its group).
 - **intensity**: more than ``max_restarts`` restarts within ``period`` seconds and the supervisor
   stops all children and raises :class:`RestartIntensityError` (escalation to its parent).
 - **per-child limit** (optional, ``ChildSpec.max_restarts``): a child that crashes more often
@@ -16,7 +20,10 @@ A supervisor starts its children in order and keeps them alive:
   period wait ``initial * 2**(n-1)`` seconds, capped at ``maximum``, with jitter, so many
   crashing children do not storm the machine.
 - **shutdown**: children stop one by one in reverse start order; each is cancelled and gets its
-  ``shutdown`` seconds (an actor's ``on_stop`` runs shielded within that bound).
+  ``shutdown`` seconds (an actor's ``on_stop`` runs shielded within that bound). A child that
+  outlives it is abandoned: it stays cancelled and runs on until it yields (trio cannot kill a
+  task). That is logged as an error and counted in :attr:`ChildInfo.abandoned`; a new
+  incarnation started beside it is logged as an error too.
 
 Children are anything with trio's start convention, ``async def run(self, *, task_status)``: an
 :class:`~vareon_runtime.actor.Actor`, another :class:`Supervisor`, a server. An actor child gets a
@@ -37,13 +44,14 @@ from typing import Any, Protocol
 
 import trio
 
-from .actor import Actor, ActorRef, Mailbox
+from .actor import Actor, ActorRef, Mailbox, lone_leaf
 from .bus import EventBus
 from .clock import utcnow
 from .errors import (
     ChildGaveUpError,
     DuplicateChildError,
     RestartIntensityError,
+    SupervisorStoppedError,
     UnknownChildError,
 )
 from .registry import Registry
@@ -132,7 +140,11 @@ class ChildSpec:
 
 @dataclass(frozen=True)
 class ChildInfo:
-    """A snapshot of one child, for status pages and the API."""
+    """A snapshot of one child, for status pages and the API.
+
+    ``abandoned`` counts earlier incarnations that did not stop within their shutdown timeout
+    and still run (cancelled, but not yet yielding); normally 0.
+    """
 
     name: str
     kind: str
@@ -140,13 +152,23 @@ class ChildInfo:
     restarts: int
     last_error: str | None
     started_at: datetime | None
+    abandoned: int = 0
 
 
 def _describe(exc: BaseException) -> str:
     # A crash inside an actor's nursery arrives as a one-leaf ExceptionGroup: show the leaf.
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"
+    leaf = lone_leaf(exc)
+    return f"{type(leaf).__name__}: {leaf}"
+
+
+@dataclass(eq=False)
+class _Incarnation:
+    """One run of a child: its own cancel scope and its own end, apart from any other run."""
+
+    instance: Runnable
+    generation: int
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass(eq=False)
@@ -154,12 +176,11 @@ class _Child:
     spec: ChildSpec
     status: ChildStatus = ChildStatus.STOPPED
     kind: str = ""
-    instance: Runnable | None = None
     mailbox: Mailbox | None = None
     ref: ActorRef | None = None
-    scope: trio.CancelScope | None = None
-    done: trio.Event = field(default_factory=trio.Event)
-    generation: int = 0
+    current: _Incarnation | None = None  # the running incarnation, if any
+    abandoned: list[_Incarnation] = field(default_factory=list)  # outlived their shutdown
+    generation: int = 0  # bumped by every start and stop: a pending restart of an older one is void
     restarts: int = 0
     recent: deque[float] = field(default_factory=deque)
     last_error: str | None = None
@@ -279,16 +300,18 @@ class Supervisor:
 
         Raises:
             DuplicateChildError: a child with that name exists.
+            SupervisorStoppedError: the supervisor is stopping or not running.
             Exception: whatever the child raised before it reported started (it is not added).
         """
         async with self._lock:
+            self._check_running(spec.name)
             child = self._add(spec)
             try:
-                await self._start(child, initial=True)
+                instance = await self._start(child, initial=True)
             except BaseException:
                 self._forget(child)
                 raise
-            return child.ref if child.ref is not None else child.instance  # type: ignore[return-value]
+            return child.ref if child.ref is not None else instance
 
     async def terminate_child(self, name: str) -> None:
         """Stop a child and keep its spec; it stays ``stopped`` until restarted.
@@ -308,13 +331,15 @@ class Supervisor:
 
         Raises:
             UnknownChildError: no child with that name.
+            SupervisorStoppedError: the supervisor is stopping or not running.
         """
         async with self._lock:
             child = self._get(name)
+            self._check_running(name)
             await self._terminate(child)
             child.recent.clear()
-            await self._start(child, initial=True)
-            return child.ref if child.ref is not None else child.instance  # type: ignore[return-value]
+            instance = await self._start(child, initial=True)
+            return child.ref if child.ref is not None else instance
 
     async def delete_child(self, name: str) -> None:
         """Stop a child if it runs, then forget it and unregister its name.
@@ -363,7 +388,20 @@ class Supervisor:
             restarts=child.restarts,
             last_error=child.last_error,
             started_at=child.started_at,
+            abandoned=len(child.abandoned),
         )
+
+    def _check_running(self, name: str) -> None:
+        """Refuse to start a child unless running and not stopping. Caller holds the lock."""
+        if self._nursery is None and not self._stopping:
+            raise SupervisorStoppedError(
+                f"cannot start {name}: supervisor {self.name} is not running "
+                "(start it with `await nursery.start(supervisor.run)` first)"
+            )
+        if self._nursery is None:
+            raise SupervisorStoppedError(f"cannot start {name}: supervisor {self.name} has stopped")
+        if self._stopping or self._stop.is_set():
+            raise SupervisorStoppedError(f"cannot start {name}: supervisor {self.name} is stopping")
 
     def _get(self, name: str) -> _Child:
         try:
@@ -408,8 +446,8 @@ class Supervisor:
             return self.shutdown_timeout
         return sum(child.spec.shutdown for child in self._children.values()) + 1.0
 
-    async def _start(self, child: _Child, *, initial: bool) -> None:
-        """Start one child and wait until it reports ready. Caller holds the lock."""
+    async def _start(self, child: _Child, *, initial: bool) -> Runnable:
+        """Start one child and wait until it reports ready; returns its runnable. Caller holds the lock."""
         assert self._nursery is not None, "a supervisor starts children only while running"
         instance = child.spec.factory()
         child.kind = type(instance).__name__
@@ -424,35 +462,47 @@ class Supervisor:
             assert child.ref is not None
             instance.bind(child.name, child.ref, child.mailbox, stop_timeout=child.spec.shutdown)
         child.generation += 1
-        child.instance = instance
-        child.done = trio.Event()
-        self._set_status(child, ChildStatus.STARTING)
+        incarnation = _Incarnation(instance, child.generation)
+        child.current = incarnation
+        reason = None
+        if child.abandoned:
+            # trio cannot kill the old one; refusing would leave the child down for as long as
+            # the old one hangs. Start, but say so loudly (an actor's old incarnation shares the
+            # mailbox, although, cancelled, it takes no further message).
+            reason = (
+                f"started {child.name} while an abandoned incarnation of it still runs "
+                f"({len(child.abandoned)} did not stop within {child.spec.shutdown:g}s)"
+            )
+            log.error("%s: %s", self.name, reason)
+        self._set_status(child, ChildStatus.STARTING, reason)
         try:
-            await self._nursery.start(self._supervise, child, child.generation, instance)
+            await self._nursery.start(self._supervise, child, incarnation)
         except Exception as exc:
-            child.instance = None
+            if child.current is incarnation:
+                child.current = None
             child.last_error = _describe(exc)
             self._set_status(child, ChildStatus.STOPPED, child.last_error)
             if initial:
                 raise
             # A restart that fails to start counts as another crash.
-            self._exited(child, child.generation, exc)
-            return
-        if child.done.is_set():
-            return  # it ended the moment it started; _exited has already taken over
+            self._exited(child, incarnation.generation, exc)
+            return instance
+        if incarnation.done.is_set():
+            return instance  # it ended the moment it started; _exited has already taken over
         child.started_at = utcnow()
         self._set_status(child, ChildStatus.RUNNING)
+        return instance
 
     async def _supervise(
-        self, child: _Child, generation: int, instance: Runnable, *, task_status: trio.TaskStatus[Any]
+        self, child: _Child, incarnation: _Incarnation, *, task_status: trio.TaskStatus[Any]
     ) -> None:
         status = _StartStatus(task_status)
+        scope = incarnation.scope
         error: BaseException | None = None
         try:
-            with trio.CancelScope() as scope:
-                child.scope = scope
+            with scope:
                 try:
-                    await instance.run(task_status=status)
+                    await incarnation.instance.run(task_status=status)
                 except Exception as exc:
                     if not status.started_flag:
                         raise  # nursery.start() hands it to _start
@@ -460,15 +510,18 @@ class Supervisor:
             if not status.started_flag and not scope.cancelled_caught:
                 raise RuntimeError(f"{child.name} returned before reporting that it started")
         finally:
-            if generation == child.generation:
-                child.scope = None
-                child.instance = None
-            child.done.set()
-        if scope.cancelled_caught or child.status is ChildStatus.STOPPING:
+            # Only this incarnation's own state: a newer one may run by now.
+            if child.current is incarnation:
+                child.current = None
+            incarnation.done.set()
+            if incarnation in child.abandoned:
+                child.abandoned.remove(incarnation)
+                log.warning("%s: an abandoned incarnation of %s has ended at last", self.name, child.name)
+        if scope.cancel_called:  # it was being stopped: that is no exit of its own
             if error is not None:
                 log.warning("%s: %s failed while stopping: %s", self.name, child.name, _describe(error))
             return
-        self._exited(child, generation, error)
+        self._exited(child, incarnation.generation, error)
 
     def _exited(self, child: _Child, generation: int, error: BaseException | None) -> None:
         """React to a child that ended on its own (never while it is being stopped)."""
@@ -529,7 +582,7 @@ class Supervisor:
         self._set_status(child, ChildStatus.BACKOFF if delay else ChildStatus.STARTING, reason)
         assert self._nursery is not None
         # The crash is logged (traceback and all) after the restart, off the restart's path.
-        self._nursery.start_soon(self._recover, child, child.generation, delay, error)
+        self._nursery.start_soon(self._recover, child, child.generation, delay, error, child.restarts)
 
     def _give_up(self, error: RestartIntensityError) -> None:
         log.error("%s", error)
@@ -545,7 +598,7 @@ class Supervisor:
         return [child]
 
     async def _recover(
-        self, child: _Child, generation: int, delay: float, error: BaseException | None
+        self, child: _Child, generation: int, delay: float, error: BaseException | None, restart: int
     ) -> None:
         try:
             await self._restart_group(child, generation, delay)
@@ -553,50 +606,72 @@ class Supervisor:
             if error is not None:
                 log.error(
                     "%s: child %s crashed (restart %d): %s",
-                    self.name, child.name, child.restarts, _describe(error), exc_info=error,
+                    self.name, child.name, restart, _describe(error), exc_info=error,
                 )
 
     async def _restart_group(self, child: _Child, generation: int, delay: float) -> None:
-        async with self._lock:
-            if generation != child.generation or child.name not in self._children:
-                return  # a user stopped, restarted or deleted it meanwhile
-            group = self._affected(child)
-            for sibling in reversed(group):
-                if sibling is not child and sibling.status is ChildStatus.RUNNING:
-                    await self._terminate(sibling)
-                    self._set_status(sibling, ChildStatus.BACKOFF if delay else ChildStatus.STARTING)
-            restarting = [c for c in group if c is child or c.status in (ChildStatus.BACKOFF, ChildStatus.STARTING)]
+        """Restart ``child`` and, by strategy, its group: after the backoff, in one lock hold.
+
+        Until the backoff ends nothing but ``child`` is down, so a user call on any member
+        meanwhile leaves a consistent state: stopping, restarting or deleting ``child`` bumps its
+        generation and cancels this restart; a sibling stopped or deleted meanwhile is left out.
+        """
         if delay:
             await trio.sleep(delay)
         async with self._lock:
-            if self._stopping or generation != child.generation or child.name not in self._children:
-                return
-            for member in restarting:
-                if member.name in self._children and member.status in (
-                    ChildStatus.BACKOFF,
-                    ChildStatus.STARTING,
-                ):
+            if (
+                self._stopping
+                or self._stop.is_set()
+                or generation != child.generation
+                or child.name not in self._children
+            ):
+                return  # stopping, or a user stopped, restarted or deleted it meanwhile
+            restarting: list[_Child] = []
+            for member in reversed(self._affected(child)):
+                if member is child:
+                    restarting.append(member)
+                elif member.current is not None:
+                    await self._terminate(member)
+                    if member.spec.restart is Restart.TEMPORARY:
+                        # OTP: a temporary child is never restarted, not even with its group.
+                        self._set_status(
+                            member, ChildStatus.STOPPED, f"stopped with {child.name}'s group; temporary"
+                        )
+                        self._forget(member)
+                    else:
+                        restarting.append(member)
+                elif member.status in (ChildStatus.BACKOFF, ChildStatus.STARTING):
+                    restarting.append(member)  # its own pending restart is overtaken by this one
+                # else stopped or failed: it stays so until a user starts it
+            for member in reversed(restarting):
+                if self._stop.is_set():
+                    break  # the supervisor gives up; shutdown sets the rest to stopped
+                if member.name in self._children:
                     await self._start(member, initial=False)
 
     async def _terminate(self, child: _Child) -> None:
         """Stop one child and wait for it, bounded by its shutdown timeout. Caller holds the lock."""
-        scope = child.scope
-        if scope is None:
-            if child.status in (ChildStatus.BACKOFF, ChildStatus.STARTING):
+        incarnation = child.current
+        if incarnation is None:
+            if child.status not in (ChildStatus.STOPPED, ChildStatus.FAILED):
                 child.generation += 1  # cancels the pending restart
                 self._set_status(child, ChildStatus.STOPPED)
             return
         self._set_status(child, ChildStatus.STOPPING)
-        scope.cancel()
+        incarnation.scope.cancel()
         # An actor's on_stop is bounded by the same timeout; a little slack lets it report.
-        with trio.move_on_after(child.spec.shutdown + 0.5) as wait:
-            await child.done.wait()
-        if wait.cancelled_caught:
-            log.error(
-                "%s: %s did not stop within %gs; abandoning it", self.name, child.name, child.spec.shutdown
-            )
+        with trio.move_on_after(child.spec.shutdown + 0.5):
+            await incarnation.done.wait()
+        reason = None
+        if not incarnation.done.is_set():
+            # It stays cancelled and ends when it next yields; _supervise then forgets it.
+            child.abandoned.append(incarnation)
+            reason = f"did not stop within {child.spec.shutdown:g}s; abandoned, it still runs"
+            log.error("%s: %s %s", self.name, child.name, reason)
+        if child.current is incarnation:
+            child.current = None
         child.generation += 1
-        self._set_status(child, ChildStatus.STOPPED)
+        self._set_status(child, ChildStatus.STOPPED, reason)
 
     async def _terminate_all(self) -> None:
         async with self._lock:

@@ -7,9 +7,10 @@ import trio
 import trio.testing
 from pydantic import ValidationError
 
-from vareon_runtime.actor import Actor, handles
+from vareon_runtime.actor import Actor, handles, lone_leaf
 from vareon_runtime.errors import (
     ActorCrashedError,
+    ActorError,
     ActorStoppedError,
     AskTimeoutError,
     ConflictError,
@@ -172,6 +173,75 @@ async def test_pending_asks_fail_when_a_standalone_actor_stops(nursery: trio.Nur
         actor_nursery.cancel_scope.cancel()
     await trio.testing.wait_all_tasks_blocked()
     assert [str(e) for e in results] == ["Counter stopped before answering"]
+
+
+class Helper(Actor):
+    """Handles Hang until a background task of its own crashes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = trio.Event()
+
+    async def on_start(self) -> None:
+        self.nursery.start_soon(self.background)
+
+    async def background(self) -> None:
+        await self.fail.wait()
+        raise OSError("the device went away")
+
+    @handles(Hang)
+    async def hang(self, msg: Hang) -> None:
+        await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("how", ["cancelled", "crashed elsewhere"])
+async def test_an_ask_whose_handler_is_cut_short_fails_at_once(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock, how: str
+) -> None:
+    actor = Helper()
+    errors: list[BaseException] = []
+    answered = trio.Event()
+
+    async def asker(ref: object) -> None:
+        try:
+            await ref.ask(Hang(), timeout=30)  # type: ignore[attr-defined]
+        except ActorError as exc:
+            errors.append(exc)
+        answered.set()
+
+    with trio.fail_after(1):
+        try:
+            async with trio.open_nursery() as actor_nursery:
+                ref = await actor_nursery.start(actor.run)
+                nursery.start_soon(asker, ref)
+                await trio.testing.wait_all_tasks_blocked()  # the actor is inside hang()
+                if how == "cancelled":
+                    actor_nursery.cancel_scope.cancel()
+                else:
+                    actor.fail.set()
+        except BaseExceptionGroup as group:
+            assert how == "crashed elsewhere"
+            assert isinstance(lone_leaf(group), OSError)
+        await answered.wait()
+    assert len(errors) == 1
+    assert isinstance(errors[0], ActorStoppedError)
+    assert str(errors[0]) == "Helper stopped while handling Hang"
+
+
+async def test_a_ref_is_alive_while_its_actor_runs() -> None:
+    async with trio.open_nursery() as nursery:
+        ref = await nursery.start(Counter().run)
+        assert ref.alive
+        nursery.cancel_scope.cancel()
+    assert not ref.alive
+
+
+def test_lone_leaf_unwraps_nested_one_member_groups_only() -> None:
+    leaf = ValueError("x")
+    assert lone_leaf(BaseExceptionGroup("outer", [ExceptionGroup("inner", [leaf])])) is leaf
+    two = ExceptionGroup("two", [ValueError("a"), KeyError("b")])
+    assert lone_leaf(ExceptionGroup("outer", [two])) is two
+    assert lone_leaf(leaf) is leaf
 
 
 def test_messages_are_frozen_and_strict() -> None:

@@ -79,6 +79,16 @@ def test_invalid_patterns_are_refused(pattern: str) -> None:
         EventBus().subscribe(pattern)
 
 
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_queue_size_below_one_is_refused_not_defaulted(size: int) -> None:
+    bus = EventBus(default_queue_size=5)
+    with pytest.raises(ValueError, match=f"a subscription queue holds at least 1 event, not {size}"):
+        bus.subscribe("a", queue_size=size)
+    assert bus.subscriber_count == 0
+    assert bus.subscribe("a").maxlen == 5, "no queue_size means the bus's default"
+    assert bus.subscribe("a", queue_size=None).maxlen == 5
+
+
 def _drain(sub) -> list:  # type: ignore[no-untyped-def]
     items = []
     while True:

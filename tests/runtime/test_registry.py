@@ -25,3 +25,16 @@ async def test_register_lookup_unregister(nursery: trio.Nursery) -> None:
         registry.lookup("agent/1")
     with pytest.raises(NotRegisteredError):
         registry.unregister("agent/1")
+
+
+async def test_count_by_kind_counts_only_live_actors(nursery: trio.Nursery) -> None:
+    registry = Registry()
+    async with trio.open_nursery() as actor_nursery:
+        stopped = await actor_nursery.start(Actor().run)
+        actor_nursery.cancel_scope.cancel()
+    live = await nursery.start(Actor().run)
+    registry.register("agent/1", live)
+    registry.register("agent/2", stopped)
+    registry.register("device/1", stopped)
+    assert registry.count_by_kind() == {"agent": 1}, "stopped actors stay registered but are not live"
+    assert len(registry) == 3

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from vareon_runtime.actor import Actor, handles
-from vareon_runtime.bus import Event, EventBus
+from vareon_runtime.bus import Event, EventBus, Subscription
 from vareon_runtime.errors import (
     ActorCrashedError,
     ActorStoppedError,
     DuplicateChildError,
     NotRegisteredError,
     RestartIntensityError,
+    SupervisorStoppedError,
     UnknownChildError,
 )
 from vareon_runtime.messages import Message
@@ -90,6 +94,14 @@ async def settle() -> None:
 
 def starts(journal: list[str]) -> list[str]:
     return [line for line in journal if line.startswith(("start", "stop"))]
+
+
+async def next_status(events: Subscription, name: str, status: ChildStatus) -> None:
+    """Wait until the supervisor publishes ``status`` for the child ``name``."""
+    while True:
+        item = await events.receive()
+        if isinstance(item, Event) and item.data["name"] == name and item.data["status"] == status.value:
+            return
 
 
 async def test_one_for_one_restarts_only_the_crashed_child(nursery: trio.Nursery) -> None:
@@ -369,3 +381,213 @@ async def test_a_child_that_crashes_as_it_starts_is_never_shown_running(
             await trio.sleep(0.01)
     await settle()
     assert sup.child("x").status is ChildStatus.FAILED
+
+
+@pytest.mark.parametrize("op", ["terminate_child", "delete_child", "restart_child"])
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+async def test_a_user_op_on_the_crashed_child_during_a_group_restart_strands_no_sibling(
+    autojump_clock: trio.abc.Clock, strategy: str, op: str
+) -> None:
+    journal: list[str] = []
+    bus = EventBus()
+    events = bus.subscribe("status.actor", queue_size=1000)
+    children = [spec("a", journal), spec("b", journal, stop_delay=0.2), spec("c", journal, stop_delay=0.2)]
+    sup = Supervisor("s", children, strategy=strategy, bus=bus)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            await crash(sup, "a")
+            await next_status(events, "c", ChildStatus.STOPPING)  # the group restart is under way
+            await getattr(sup, op)("a")
+            await settle()
+            assert [sup.child(name).status for name in "bc"] == [ChildStatus.RUNNING] * 2
+            if op == "delete_child":
+                assert "a" not in sup
+            else:
+                expected = ChildStatus.RUNNING if op == "restart_child" else ChildStatus.STOPPED
+                assert sup.child("a").status is expected
+            await sup.stop()
+
+
+async def test_stopping_the_crashed_child_during_its_backoff_cancels_the_group_restart(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal: list[str] = []
+    bus = EventBus()
+    events = bus.subscribe("status.actor", queue_size=1000)
+    sup = Supervisor(
+        "s", [spec(n, journal) for n in "abc"], strategy="one_for_all", backoff=Backoff(1.0, 4.0), bus=bus,
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            await crash(sup, "a")
+            await wait_restarted(sup, "a", 1)
+            siblings = [await sup.ref(name).ask(Whoami()) for name in "bc"]
+            await crash(sup, "a")
+            await next_status(events, "a", ChildStatus.BACKOFF)
+            await sup.terminate_child("a")
+            await trio.sleep(10)  # well past the backoff: nothing may happen meanwhile
+            assert sup.child("a").status is ChildStatus.STOPPED
+            assert [sup.child(name).status for name in "bc"] == [ChildStatus.RUNNING] * 2
+            assert [await sup.ref(name).ask(Whoami()) for name in "bc"] == siblings, "b and c were left alone"
+            await sup.stop()
+
+
+async def test_a_sibling_stopped_during_the_backoff_stays_stopped_after_the_group_restart(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal: list[str] = []
+    bus = EventBus()
+    events = bus.subscribe("status.actor", queue_size=1000)
+    sup = Supervisor(
+        "s", [spec(n, journal) for n in "abc"], strategy="one_for_all", backoff=Backoff(1.0, 4.0), bus=bus,
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            await crash(sup, "a")
+            await wait_restarted(sup, "a", 1)
+            await crash(sup, "a")
+            await next_status(events, "a", ChildStatus.BACKOFF)
+            await sup.terminate_child("b")
+            journal.clear()
+            await wait_restarted(sup, "a", 2)
+            assert starts(journal) == ["stop c", "start a", "start c"]
+            assert sup.child("b").status is ChildStatus.STOPPED
+            assert sup.child("c").status is ChildStatus.RUNNING
+            await sup.stop()
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+async def test_a_temporary_child_is_not_restarted_by_a_group_restart(nursery: trio.Nursery, strategy: str) -> None:
+    journal: list[str] = []
+    children = [spec("perm", journal), spec("tmp", journal, restart=Restart.TEMPORARY)]
+    sup = await nursery.start(Supervisor("s", children, strategy=strategy).run)
+    tmp_ref = sup.ref("tmp")
+    journal.clear()
+    with trio.fail_after(5):
+        await crash(sup, "perm")
+        await settle()
+    assert starts(journal) == ["stop perm", "stop tmp", "start perm"]
+    assert "tmp" not in sup, "a temporary child is terminated and forgotten"
+    assert sup.child("perm").status is ChildStatus.RUNNING
+    with pytest.raises(ActorStoppedError):
+        await tmp_ref.tell(Whoami())
+
+
+class Stubborn:
+    """Ignores cancellation until released: it outlives any shutdown budget."""
+
+    def __init__(self, number: int, release: trio.Event, ended: list[int]) -> None:
+        self.number = number
+        self.release = release
+        self.ended = ended
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.release.wait()
+            self.ended.append(self.number)
+
+
+async def test_an_abandoned_incarnation_neither_ends_nor_hides_the_next_one(
+    autojump_clock: trio.abc.Clock, log_records: Any
+) -> None:
+    releases: list[trio.Event] = []
+    ended: list[int] = []
+
+    def factory() -> Stubborn:
+        releases.append(trio.Event())
+        return Stubborn(len(releases), releases[-1], ended)
+
+    sup = Supervisor("s", [ChildSpec("c", factory, shutdown=0.1)])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(sup.run)
+                await sup.terminate_child("c")  # number 1 ignores it and is abandoned
+                await sup.restart_child("c")  # number 2 starts while number 1 still runs
+                releases[0].set()
+                await settle()
+                assert ended == [1]
+                assert sup.child("c").status is ChildStatus.RUNNING, "the end of number 1 is not number 2's"
+                began = trio.current_time()
+                await sup.terminate_child("c")
+                assert trio.current_time() - began >= 0.1, "terminate_child waited for number 2 itself"
+                assert ended == [1]
+                assert sup.child("c").abandoned == 1, "an abandoned incarnation that still runs is visible"
+                errors = log_records.messages(logging.ERROR)
+                assert sum("c did not stop within 0.1s" in m for m in errors) == 2
+                assert any("started c while an abandoned incarnation of it still runs" in m for m in errors)
+                releases[1].set()
+                await settle()
+                assert sup.child("c").abandoned == 0
+                await sup.stop()
+            finally:
+                for release in releases:
+                    release.set()
+    assert ended == [1, 2]
+
+
+async def test_children_cannot_be_started_once_the_supervisor_stops(autojump_clock: trio.abc.Clock) -> None:
+    journal: list[str] = []
+    bus = EventBus()
+    events = bus.subscribe("status.actor", queue_size=1000)
+    sup = Supervisor("s", [spec("slow", journal, stop_delay=0.5)], bus=bus)
+    with pytest.raises(SupervisorStoppedError, match=r"cannot start x: supervisor s is not running \(start it"):
+        await sup.start_child(spec("x", journal))
+    refused: list[str] = []
+
+    async def late(start: Callable[[], Any]) -> None:
+        try:
+            await start()
+        except SupervisorStoppedError as exc:
+            refused.append(str(exc))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            nursery.start_soon(sup.stop)
+            await next_status(events, "slow", ChildStatus.STOPPING)
+            # Both wait for the supervisor's lock while it stops its children, then are refused.
+            nursery.start_soon(late, lambda: sup.start_child(spec("late", journal)))
+            nursery.start_soon(late, lambda: sup.restart_child("slow"))
+    # Whether they get the lock before run() has returned or just after is up to trio's scheduler.
+    assert len(refused) == 2
+    for name, message in zip(("late", "slow"), sorted(refused), strict=True):
+        assert re.fullmatch(rf"cannot start {name}: supervisor s (is stopping|has stopped)", message)
+    assert "late" not in sup
+    assert sup.child("slow").status is ChildStatus.STOPPED
+    with pytest.raises(SupervisorStoppedError, match="cannot start x: supervisor s has stopped"):
+        await sup.start_child(spec("x", journal))
+    with pytest.raises(SupervisorStoppedError, match="cannot start slow: supervisor s has stopped"):
+        await sup.restart_child("slow")
+
+
+async def test_the_registry_counts_only_live_actors(nursery: trio.Nursery) -> None:
+    journal: list[str] = []
+    registry = Registry()
+    sup = await nursery.start(Supervisor("s", [spec("agent/1", journal), spec("agent/2", journal)], registry=registry).run)
+    assert registry.count_by_kind() == {"agent": 2}
+    await sup.terminate_child("agent/2")
+    assert not sup.ref("agent/2").alive
+    assert registry.count_by_kind() == {"agent": 1}, "a stopped actor stays registered but is not live"
+    await sup.restart_child("agent/2")
+    assert registry.count_by_kind() == {"agent": 2}
+
+
+async def test_last_error_shows_the_leaf_of_a_nested_exception_group(nursery: trio.Nursery) -> None:
+    class Nested(Actor):
+        @handles(Crash)
+        async def crash(self, msg: Crash) -> None:
+            raise ExceptionGroup("outer", [ExceptionGroup("inner", [OSError("port gone")])])
+
+    sup = await nursery.start(Supervisor("s", [ChildSpec("n", Nested)]).run)
+    with trio.fail_after(5):
+        await crash(sup, "n")
+        await settle()
+    assert sup.child("n").last_error == "OSError: port gone"

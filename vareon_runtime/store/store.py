@@ -49,11 +49,11 @@ _QUEUED, _IN_FLIGHT, _CANCELLED = range(3)
 # autoflush inside write 7 may be flushing write 3's rows), so the batch is rolled back and run
 # "carefully": a flush after every write pins a failure on the write that caused it; that write
 # gets its error and the batch is re-run without it, still as one transaction, since the writes
-# before it had just succeeded. Only after _BATCH_PASSES passes in all, or when a careful pass
-# still cannot pin the failure (the COMMIT itself failed), is the rest re-run one write per
-# transaction: doing that at the first failure would stall every writer for up to 512 fsyncs
-# (seconds on an SD card) because of one caller's unique violation.
-_BATCH_PASSES = 4
+# before it had just succeeded. Careful passes go on as long as each pins a failing write: a
+# failed pass costs a rollback, not an fsync. Only when a careful pass cannot pin the failure
+# (the COMMIT itself failed) is the rest re-run one write per transaction: doing that at the
+# first failure would stall every writer for up to 512 fsyncs (seconds on an SD card) because of
+# one caller's unique violation.
 
 # The most reads one reader loop runs in one hop: enough to amortise the hop, small enough that
 # a batch never keeps a read snapshot open for long.
@@ -117,6 +117,8 @@ class Store:
         self._wakeup = trio.Event()
         self._stopped = trio.Event()
         self._hop_started = False
+        # Set once the reader loops have ended: a read queued after that would wait forever.
+        self._readers_done = False
         # Created here rather than in run() so that read() can be called from any task once the
         # store runs; CapacityLimiter needs no running trio loop to be constructed.
         self._writer_limiter = trio.CapacityLimiter(1)
@@ -191,6 +193,7 @@ class Store:
                     # Reads queued by now still run; then the reader loops end.
                     readers.cancel_scope.cancel()
         finally:
+            self._readers_done = True
             with trio.CancelScope(shield=True):
                 self._fail_queued("the store stopped before this write was committed")
                 self._fail_reads("the store stopped before this read ran")
@@ -245,7 +248,7 @@ class Store:
             StoreError: the database failed the read (the SQLAlchemy error is the cause).
             StoreUsageError: ``fn`` returned an ORM object.
         """
-        if self._state not in (_RUNNING, _CLOSING):
+        if self._state not in (_RUNNING, _CLOSING) or self._readers_done:
             raise StoreClosedError(self._not_running("read"))
         slot = _Job(fn, trio.lowlevel.current_task())
         self._reads.append(slot)
@@ -424,7 +427,9 @@ class Store:
         pending = batch
         careful = False
         transactions = 0
-        for _ in range(_BATCH_PASSES):
+        # Ends: after the first pass every pass is careful, and each either commits, pins a
+        # write (pending shrinks) or cannot pin the failure (break).
+        while True:
             transactions += 1
             failed_at = self._transaction(pending, careful=careful)
             if failed_at is None:
