@@ -14,6 +14,7 @@ environment variables the file names.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import textwrap
@@ -58,6 +59,35 @@ _DB_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 def _lower(value: Any) -> Any:
     # Lets `log_level = "INFO"` or VAREON_RUNTIME_LOG_LEVEL=DEBUG through; choices are lowercase.
     return value.lower() if isinstance(value, str) else value
+
+
+def _comma_list(value: Any) -> Any:
+    # A list from an environment variable: "10.0.0.1, 10.0.0.0/8"; empty means none.
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _ip_networks(values: list[str]) -> list[str]:
+    """Normalise IP addresses and CIDR networks ("10.0.0.1" -> "10.0.0.1/32")."""
+    problems: list[str] = []
+    networks: list[str] = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value)))
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                problems.append(f"{value!r} is not an IP address or network")
+            else:
+                problems.append(f"{value!r} has host bits set (did you mean {str(loose)!r}?)")
+    if problems:
+        raise ValueError(
+            "must be IP addresses or networks such as '10.0.0.1' or '10.0.0.0/8': "
+            + "; ".join(problems)
+        )
+    return networks
 
 
 def _env_var_name(value: str) -> str:
@@ -138,6 +168,21 @@ class ServerConfig(BaseModel):
         gt=0,
         description="Largest file upload in bytes (536870912 = 512 MiB); a larger one gets 413.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        examples=[["127.0.0.1", "10.0.0.0/8"]],
+        description=(
+            "Reverse proxies (IP addresses or networks such as 10.0.0.0/8) whose"
+            " X-Forwarded-For header is believed. A request from one of them is counted, for the"
+            " login and registration limits, under the rightmost address in X-Forwarded-For that"
+            " is not itself a trusted proxy. Empty (the default) ignores the header: behind a"
+            " proxy every client then shares the proxy's address, and its login lockout. As an"
+            " environment variable: a comma-separated list."
+        ),
+    )
+
+    _split = field_validator("trusted_proxies", mode="before")(_comma_list)
+    _check_proxies = field_validator("trusted_proxies")(_ip_networks)
 
 
 class DatabaseConfig(BaseModel):
@@ -263,10 +308,30 @@ class AuthConfig(BaseModel):
         ),
     )
     login_max_failures: int = Field(
-        5, ge=1, description="Failed logins in a row after which the account is locked."
+        5,
+        ge=1,
+        description=(
+            "Failed logins within login_lockout seconds after which the username, or the client"
+            " address (an IPv6 /64), is locked."
+        ),
     )
     login_lockout: int = Field(
-        300, gt=0, description="Seconds a locked account stays locked (300 = 5 minutes)."
+        300,
+        gt=0,
+        description="Seconds a locked username or address stays locked (300 = 5 minutes).",
+    )
+    registration_max: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Accounts one client address (an IPv6 /64) may register within registration_window"
+            " seconds; more get 429. Each registration costs a password hash."
+        ),
+    )
+    registration_window: int = Field(
+        3600,
+        gt=0,
+        description="Window in seconds over which registration_max is counted (3600 = 1 hour).",
     )
 
     _check_env_name = field_validator("bootstrap_admin_password_env")(_env_var_name)
@@ -560,6 +625,8 @@ def _toml_string(value: str) -> str:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -604,11 +671,12 @@ def render_default_config() -> str:
         for key, field in model.model_fields.items():
             lines.append("")
             lines.extend(_comment(field.description or key))
-            if field.default is None:
+            default = field.get_default(call_default_factory=True)
+            if default is None:
                 assert field.examples, f"[{section}] {key} defaults to None and needs an example"
                 lines.append(f"# {key} = {_toml_value(field.examples[0])}")
             else:
-                lines.append(f"{key} = {_toml_value(field.default)}")
+                lines.append(f"{key} = {_toml_value(default)}")
     return "\n".join(lines) + "\n"
 
 

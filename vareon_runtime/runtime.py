@@ -1,5 +1,8 @@
 """Boot and stop one runtime: config -> store (and accounts) -> root supervisor (components).
 
+The root supervisor's first children are the kernel's own: the journal, and the mailer when
+``[email] smtp_host`` is set; then the components in their order.
+
 Stopping (SIGINT, SIGTERM or :meth:`Runtime.stop`) goes the other way: the root supervisor stops
 its children in reverse start order (the web front first, as it starts last), then the store
 commits whatever is queued and closes. Nothing acknowledged is lost.
@@ -126,9 +129,15 @@ class Runtime:
         components.sort(key=lambda c: c.order)
         sup = config.supervisor
         bus, store = context.bus, context.store
+        kernel = [ChildSpec("journal", lambda: Journal(bus, store))]
+        mailer = context.auth.mailer
+        if mailer is not None:
+            # Before the components, so it stops after them; the same object on every restart,
+            # so the mails queued by the auth service survive a crash of the sender.
+            kernel.append(ChildSpec("mailer", lambda: mailer))
         root = Supervisor(
             "root",
-            [ChildSpec("journal", lambda: Journal(bus, store)), *(c.spec for c in components)],
+            [*kernel, *(c.spec for c in components)],
             max_restarts=sup.max_restarts,
             period=sup.period,
             shutdown_timeout=config.runtime.shutdown_timeout,

@@ -3,6 +3,8 @@
 One blueprint per domain (``auth``, ``system``, ...). Before any view: a request id, the body
 limit (413 on a too large Content-Length before a byte of the body is read; a chunked body is cut
 off by Quart once it passes the same limit), then the access check of :mod:`web.permissions`.
+Bodies are read by :class:`~web.validation.VareonRequest` (strict JSON, UTF-8 forms, 415 for a
+Content-Type the route does not take).
 quart-schema publishes OpenAPI 3.1 at ``/openapi.json`` and Swagger UI at ``/docs`` with the
 assets served from the installed ``swagger_ui_bundle`` under ``/docs/static/``, so the page works
 on a box with no network. The redoc and scalar pages are off (they load scripts from a CDN).
@@ -30,7 +32,6 @@ from quart_schema import (
 from pydantic_core import to_json
 from quart.json.provider import DefaultJSONProvider
 from quart_trio import QuartTrio
-from quart_trio.wrappers import TrioRequest
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing.rules import Rule
@@ -40,10 +41,10 @@ from vareon_runtime.component import RuntimeContext
 
 from . import auth, system, websocket
 from .context import install_context
-from .errors import MalformedJSONError, install_error_handlers
+from .errors import install_error_handlers
 from .permissions import access_of, install_permissions, public
 from .schemas import ErrorResponse
-from .validation import FORM_OR_JSON_ATTRIBUTE
+from .validation import FORM_OR_JSON_ATTRIBUTE, VareonRequest
 
 __all__ = ["BLUEPRINTS", "DOCS_STATIC", "VareonRequest", "create_app"]
 
@@ -57,13 +58,6 @@ BLUEPRINTS: tuple[tuple[Blueprint, str], ...] = (
 DOCS_STATIC = "/docs/static"
 _SWAGGER_DIR = Path(str(swagger_ui_path))
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
-
-
-class VareonRequest(TrioRequest):
-    """A request whose malformed JSON body is a 400 that says so."""
-
-    def on_json_loading_failed(self, error: Exception) -> Any:
-        raise MalformedJSONError(error)
 
 
 class VareonOpenAPIProvider(OpenAPIProvider):
@@ -93,6 +87,10 @@ class VareonOpenAPIProvider(OpenAPIProvider):
                     operation["security"] = []
                 if "requestBody" in operation or operation["parameters"]:
                     responses[422] = _error("a field breaks the schema (see details)")
+                if "requestBody" in operation:
+                    responses[400] = _error("the body does not parse (malformed JSON or form)")
+                    responses[413] = _error("the body is over the size limit")
+                    responses[415] = _error("the body's Content-Type is not one listed here")
                 if getattr(view, FORM_OR_JSON_ATTRIBUTE, False) and "requestBody" in operation:
                     content = dict(operation["requestBody"]["content"])
                     (form,) = content.values()
@@ -127,6 +125,10 @@ def create_app(ctx: RuntimeContext) -> QuartTrio:
     app.request_class = VareonRequest
     app.config.update(
         MAX_CONTENT_LENGTH=ctx.config.server.max_body_size,
+        # A form field may be as large as the body limit allows (Quart's own default of 500 kB
+        # would be a second, undocumented limit); a route that raises its body limit for
+        # uploads still keeps fields below max_body_size. Parts stay capped at Quart's 1000.
+        MAX_FORM_MEMORY_SIZE=ctx.config.server.max_body_size,
         # No automatic OPTIONS: every route serves exactly the methods it declares.
         PROVIDE_AUTOMATIC_OPTIONS=False,
         QUART_SCHEMA_SWAGGER_JS_URL=f"{DOCS_STATIC}/swagger-ui-bundle.js",

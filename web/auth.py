@@ -6,11 +6,12 @@ the service raises the 401/403/409/422/429 errors itself.
 
 from __future__ import annotations
 
-from quart import Blueprint, request
+from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from vareon_runtime.auth import Role, User
 
+from .client import current_client
 from .context import current_context
 from .permissions import current_principal, public, requires
 from .schemas import (
@@ -33,8 +34,13 @@ blueprint = Blueprint("auth", __name__)
 @validate_request(RegisterRequest)
 @validate_response(User, 201)
 async def register(data: RegisterRequest) -> tuple[User, int]:
-    """Create an account (role viewer); its email stays unverified until confirmed."""
-    user = await current_context().auth.register(data.username, data.email, data.password)
+    """Create an account (role viewer); its email stays unverified until confirmed.
+
+    Each client address may register a few accounts per window (429, Retry-After).
+    """
+    user = await current_context().auth.register(
+        data.username, data.email, data.password, client=current_client()
+    )
     return user, 201
 
 
@@ -47,7 +53,7 @@ async def token(data: TokenRequest) -> TokenResponse:
 
     Repeated failures for one user or one address are refused for a while (429, Retry-After).
     """
-    pair = await current_context().auth.login(data.username, data.password, request.remote_addr)
+    pair = await current_context().auth.login(data.username, data.password, current_client())
     return TokenResponse.of(pair)
 
 

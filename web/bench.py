@@ -4,7 +4,7 @@ Three servers are measured one after the other with ``wrk`` (a real load generat
 process) on loopback, each server in its own process:
 
 1. the floor: a raw ASGI app answering a small JSON body, served by the same Hypercorn trio worker
-   with the same settings: what the stack can do at best;
+   with the same settings (:func:`web.server.hypercorn_config`): what the stack can do at best;
 2. the runtime (``vareon run`` on a fresh data directory): ``GET /health``;
 3. the runtime: ``GET /api/users/me`` with a bearer token: token check, a store query, JSON.
 
@@ -59,13 +59,15 @@ async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def _serve_floor(port: int) -> None:
     import trio
-    from hypercorn.config import Config as HypercornConfig
     from hypercorn.trio import serve
 
-    config = HypercornConfig()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.errorlog = None
+    from vareon_runtime.config import ServerConfig
+
+    from .server import hypercorn_config
+
+    # The runtime's own Hypercorn settings (no Server header, no access log, ...), so the two
+    # figures differ by the app alone.
+    config = hypercorn_config(ServerConfig(host="127.0.0.1", port=port))
     trio.run(serve, floor_app, config)  # type: ignore[arg-type]
 
 

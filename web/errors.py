@@ -4,13 +4,19 @@ What becomes what::
 
     werkzeug HTTPException           its status; 404 unknown route, 405 (allowed methods in
     │                                details and the Allow header), 413 body over the limit, ...
-    ├── MalformedJSONError           400 malformed_json: the body is not JSON
+    ├── MalformedJSONError           400 malformed_json: the body is not UTF-8 JSON
+    ├── MalformedFormError           400 malformed_form: the form body is not UTF-8
+    ├── UnsupportedMediaTypeError    415 unsupported_media_type: a Content-Type the route does
+    │                                not read; details name the expected types
+    ├── FormTooLargeError            413 too_large: more form parts than allowed
     └── RequestSchemaValidationError 422 invalid: quart-schema refused the body, query or headers;
                                      details lists each field: {"loc": ["body", "password"], ...}
     ServiceError (kernel)            its own status and code; 401 adds WWW-Authenticate: Bearer,
                                      429 adds Retry-After
     AskTimeoutError, ActorStoppedError, StoreClosedError
                                      503 unavailable: a dependency is down or stopping
+    StoreError caused by an OperationalError (locked, disk full, connection lost)
+                                     503 unavailable: the database is, for now
     anything else                    500 internal, logged with its traceback and the request id;
                                      the body carries only the id
 
@@ -32,7 +38,15 @@ from quart import request, websocket
 from pydantic import ValidationError
 from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError, RequestHeadersValidationError
-from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 
 from vareon_runtime.errors import (
     ActorStoppedError,
@@ -40,11 +54,15 @@ from vareon_runtime.errors import (
     AuthenticationError,
     ServiceError,
     StoreClosedError,
+    StoreError,
     TooManyRequestsError,
 )
 
 __all__ = [
+    "FormTooLargeError",
+    "MalformedFormError",
     "MalformedJSONError",
+    "UnsupportedMediaTypeError",
     "error_response",
     "install_error_handlers",
     "request_id",
@@ -78,13 +96,73 @@ _HTTP_CODES: dict[int, str] = {
 
 # Kernel errors that mean "a dependency is down or stopping", not a bug of ours.
 _UNAVAILABLE = (AskTimeoutError, ActorStoppedError, StoreClosedError)
+# Causes of a StoreError that mean "the database cannot serve right now": locked past the busy
+# timeout, disk full, connection lost, no pooled connection free.
+_DATABASE_DOWN = (OperationalError, PoolTimeoutError)
+_DATABASE_DOWN_MESSAGE = (
+    "the database is unavailable (locked, full or unreachable); try again later"
+)
+
+
+def _why_undecodable(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"it is not UTF-8 ({error.reason} at byte {error.start})"
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply"
+    return str(error)
 
 
 class MalformedJSONError(BadRequest):
-    """The request said it carries JSON and it does not parse."""
+    """The request said it carries JSON and it does not parse (or is not UTF-8)."""
+
+    error_code = "malformed_json"
 
     def __init__(self, error: Exception) -> None:
-        super().__init__(f"request body is not valid JSON: {error}")
+        super().__init__(f"request body is not valid JSON: {_why_undecodable(error)}")
+
+
+class MalformedFormError(BadRequest):
+    """The request said it carries a form and it cannot be read (not UTF-8)."""
+
+    error_code = "malformed_form"
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"request body is not a valid form: {_why_undecodable(error)}")
+
+
+class UnsupportedMediaTypeError(UnsupportedMediaType):
+    """The body's Content-Type is not one the route reads."""
+
+    def __init__(self, where: str, expected: list[str], received: str | None) -> None:
+        kinds = "a JSON body" if expected == ["application/json"] else "a JSON or form body"
+        *first, last = expected
+        types = f"{', '.join(first)} or {last}" if first else last
+        super().__init__(
+            f"{where} takes {kinds}: send it with Content-Type: {types},"
+            f" not {received or 'no Content-Type'}"
+        )
+        self.details = {"expected": expected, "received": received}
+
+
+class FormTooLargeError(RequestEntityTooLarge):
+    """A form body within the size limit, but with more parts (or a bigger field) than allowed."""
+
+    def __init__(self, max_parts: int | None, max_field_size: int | None) -> None:
+        details: dict[str, int | None] = {"max_parts": max_parts}
+        if max_field_size is None:
+            description = (
+                f"the form has more than {max_parts} parts; send at most {max_parts} fields"
+                " and files"
+            )
+        else:
+            # The parser does not say which of its two limits it hit.
+            description = (
+                f"the form has more than {max_parts} parts or a field larger than"
+                f" {max_field_size} bytes"
+            )
+            details["max_field_size"] = max_field_size
+        super().__init__(description)
+        self.details = details
 
 
 def request_id() -> str:
@@ -163,6 +241,8 @@ async def _on_http_exception(error: HTTPException) -> Response:
         message = f"{method} is not allowed on {path}; allowed: {', '.join(allowed) or 'none'}"
         details = {"allowed": allowed}
         headers["Allow"] = ", ".join(allowed)
+    elif isinstance(error, (FormTooLargeError, UnsupportedMediaTypeError)):
+        details = error.details
     elif status == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         message = (
@@ -170,8 +250,7 @@ async def _on_http_exception(error: HTTPException) -> Response:
             " ([server] max_body_size in config.toml)"
         )
         details = {"limit": limit}
-    elif isinstance(error, MalformedJSONError):
-        code = "malformed_json"
+    code = getattr(error, "error_code", code)
     return error_response(status, code, message, details, headers)
 
 
@@ -213,6 +292,13 @@ async def _on_exception(error: Exception) -> Response:
         return error_response(
             503, "unavailable", f"a part of the runtime is unavailable: {error}",
             {"request_id": request_id()},
+        )
+    if isinstance(error, StoreError) and isinstance(error.__cause__, _DATABASE_DOWN):
+        # The store's message names the failing step and the driver's reason; with the
+        # engines' hide_parameters it carries no statement parameters (no hashes, no tokens).
+        log.warning("request %s: %s: database unavailable: %s", request_id(), _where(), error)
+        return error_response(
+            503, "unavailable", _DATABASE_DOWN_MESSAGE, {"request_id": request_id()}
         )
     return _internal(error)
 

@@ -21,10 +21,11 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from vareon_runtime.component import RuntimeContext
+from vareon_runtime.config import ServerConfig
 
 from .app import create_app
 
-__all__ = ["WebServer"]
+__all__ = ["WebServer", "hypercorn_config"]
 
 log = logging.getLogger("vareon.web")
 
@@ -60,17 +61,11 @@ class WebServer:
 
     def hypercorn_config(self) -> HypercornConfig:
         """Hypercorn's settings for ``[server]``."""
-        server = self.ctx.config.server
-        host = server.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"  # an IPv6 address, as Hypercorn's bind syntax wants it
-        config = HypercornConfig()
-        config.bind = [f"{host}:{server.port}"]
-        config.accesslog = logging.getLogger("vareon.web.access") if self.access_log else None
-        config.errorlog = logging.getLogger("vareon.web.server")
-        config.graceful_timeout = self.graceful_timeout
-        config.include_server_header = False  # no product and version for scanners
-        return config
+        return hypercorn_config(
+            self.ctx.config.server,
+            access_log=self.access_log,
+            graceful_timeout=self.graceful_timeout,
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[WebServer] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, report started, serve until cancelled, then stop gracefully.
@@ -133,6 +128,28 @@ class WebServer:
                 )
         finally:
             served.set()
+
+
+def hypercorn_config(
+    server: ServerConfig, *, access_log: bool = False, graceful_timeout: float = 3.0
+) -> HypercornConfig:
+    """Hypercorn's settings for ``server``: the runtime's, and the HTTP benchmark floor's.
+
+    Args:
+        server: the ``[server]`` section (host and port to bind).
+        access_log: log one line per request.
+        graceful_timeout: seconds requests in flight get to finish on stop.
+    """
+    host = server.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address, as Hypercorn's bind syntax wants it
+    config = HypercornConfig()
+    config.bind = [f"{host}:{server.port}"]
+    config.accesslog = logging.getLogger("vareon.web.access") if access_log else None
+    config.errorlog = logging.getLogger("vareon.web.server")
+    config.graceful_timeout = graceful_timeout
+    config.include_server_header = False  # no product and version for scanners
+    return config
 
 
 def _shut_down_connections(ports: set[int]) -> int:

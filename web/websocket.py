@@ -29,7 +29,8 @@ A failed command::
 
     {"id": 4, "type": "result", "success": false, "error": {"code": "<code>", "message": "<why>"}}
 
-    invalid_format   not JSON, not an object, no integer id (then "id" is null), a field
+    invalid_format   not JSON (binary, not UTF-8 JSON, NaN, a lone surrogate, nested too
+                     deeply), not an object, no integer id (then "id" is null), a field
                      missing, extra or of the wrong type, or a topic pattern the bus refuses
     id_reuse         the id is not greater than the last accepted one
     unknown_command  a "type" other than ping, subscribe, unsubscribe
@@ -38,7 +39,9 @@ A failed command::
     too_many_subscriptions
                      the connection already holds MAX_SUBSCRIPTIONS subscriptions
 
-A bad frame gets its error result and the connection stays open.
+A bad frame gets its error result and the connection stays open. Both the ``auth`` message and
+commands are read by one loader (:func:`_load_frame`, the HTTP bodies' strict JSON parser), so
+no frame can crash the handler.
 
 Events of a subscription echo the subscribe command's id; ``data`` is made JSON-safe (pydantic
 models, dataclasses, datetimes, enums, UUIDs, sets; bytes as URL-safe base64; NaN and infinities
@@ -64,7 +67,6 @@ the socket closes every subscription it held.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,7 +76,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 from quart import Blueprint, websocket
 
-from vareon_runtime.auth import Principal
+from vareon_runtime.auth import Principal, shown
 from vareon_runtime.bus import Event, Overflow, Subscription
 from vareon_runtime.clock import isoformat
 from vareon_runtime.component import RuntimeContext
@@ -82,6 +84,7 @@ from vareon_runtime.errors import AuthenticationError
 
 from .context import current_context
 from .permissions import websocket_auth
+from .validation import parse_json
 
 __all__ = [
     "AUTH_TIMEOUT",
@@ -114,7 +117,6 @@ MAX_SUBSCRIPTIONS = 256
 
 log = logging.getLogger("vareon.web")
 
-_REPR_LIMIT = 80  # how much of a client's bad value an error message quotes
 _SEND_AUTH = 'send {"type": "auth", "access_token": "<access token>"} first'
 # bool before int: bool is an int in Python, not in JSON
 _JSON_TYPES: tuple[tuple[type, str], ...] = (
@@ -194,9 +196,23 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _quote(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
+class _BadFrame(Exception):
+    """A frame that is not one JSON value in a text frame; the message says which."""
+
+
+def _load_frame(frame: str | bytes) -> Any:
+    """The JSON value of one frame (the shared loader of the handshake and the commands).
+
+    Raises:
+        _BadFrame: a binary frame, or text that is not strict JSON (:func:`parse_json`),
+            including one nested too deeply.
+    """
+    if not isinstance(frame, str):
+        raise _BadFrame("a binary frame, not JSON text")
+    try:
+        return parse_json(frame)
+    except (ValueError, RecursionError) as exc:
+        raise _BadFrame(f"not JSON ({exc})") from None
 
 
 def _describe(error: ValidationError) -> str:
@@ -268,12 +284,10 @@ async def _receive_auth_token(timeout: float) -> str:
 
 def _token_of(frame: str | bytes) -> str:
     # The messages describe the frame rather than quote it: a client may send its bare token.
-    if not isinstance(frame, str):
-        raise AuthenticationError(f"the first message is a binary frame; {_SEND_AUTH}")
     try:
-        message = json.loads(frame)
-    except ValueError:
-        raise AuthenticationError(f"the first message is not JSON; {_SEND_AUTH}") from None
+        message = _load_frame(frame)
+    except _BadFrame as exc:
+        raise AuthenticationError(f"the first message is {exc}; {_SEND_AUTH}") from None
     if not isinstance(message, dict):
         raise AuthenticationError(
             f"the first message is a JSON {_json_type(message)}, not an object; {_SEND_AUTH}"
@@ -281,7 +295,7 @@ def _token_of(frame: str | bytes) -> str:
     kind = message.get("type")
     if kind != "auth":
         raise AuthenticationError(
-            f"the first message must be of type 'auth', not {_quote(kind)}; {_SEND_AUTH}"
+            f"the first message must be of type 'auth', not {shown(kind)}; {_SEND_AUTH}"
         )
     token = message.get("access_token")
     if not isinstance(token, str) or not token:
@@ -354,12 +368,11 @@ class _Connection:
 
     def _parse(self, frame: str | bytes) -> _Command:
         """Check the frame's shape and id (used up from then on) and return the command."""
-        if not isinstance(frame, str):
-            raise _CommandError("invalid_format", "frames must be JSON text, not binary")
         try:
-            message = json.loads(frame)
-        except ValueError as exc:
-            raise _CommandError("invalid_format", f"frame is not JSON ({exc}): {_quote(frame)}")
+            message = _load_frame(frame)
+        except _BadFrame as exc:
+            quoted = f": {shown(frame)}" if isinstance(frame, str) else ""
+            raise _CommandError("invalid_format", f"the frame is {exc}{quoted}") from None
         if not isinstance(message, dict):
             raise _CommandError(
                 "invalid_format", f"a command is a JSON object, not a {_json_type(message)}"
@@ -368,7 +381,7 @@ class _Connection:
         # bool is an int in Python, not in JSON
         if not isinstance(msg_id, int) or isinstance(msg_id, bool):
             raise _CommandError(
-                "invalid_format", f"a command needs an integer 'id', not {_quote(msg_id)}"
+                "invalid_format", f"a command needs an integer 'id', not {shown(msg_id)}"
             )
         if msg_id <= self.last_id:
             raise _CommandError(
@@ -382,7 +395,7 @@ class _Connection:
         if model is None:
             raise _CommandError(
                 "unknown_command",
-                f"unknown command type {_quote(kind)}; expected one of {', '.join(_COMMANDS)}",
+                f"unknown command type {shown(kind)}; expected one of {', '.join(_COMMANDS)}",
                 msg_id=msg_id,
             )
         try:

@@ -86,7 +86,7 @@ def test_unknown_key_names_file_section_and_known_keys(tmp_path: Path) -> None:
     path = write(tmp_path, "[server]\nprot = 8080\n")
     expected = (
         "config.toml: unknown key 'prot' in [server]; known keys: "
-        "enabled, host, port, max_body_size, upload_max_size; did you mean 'port'?"
+        "enabled, host, port, max_body_size, upload_max_size, trusted_proxies; did you mean 'port'?"
     )
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(path, environ={})
@@ -277,3 +277,30 @@ def test_docs_describe_every_key_of_every_section() -> None:
         assert documented == set(model.model_fields), section
         for key in model.model_fields:
             assert f"`VAREON_{section.upper()}_{key.upper()}`" in tables[section], key
+
+
+def test_trusted_proxies_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    assert load_config(environ={}).server.trusted_proxies == []
+    path = write(tmp_path, '[server]\ntrusted_proxies = ["10.0.0.1", "192.168.0.0/16", "::1", "fd00::/8"]\n')
+    config = load_config(path, environ={})
+    assert config.server.trusted_proxies == ["10.0.0.1/32", "192.168.0.0/16", "::1/128", "fd00::/8"]
+    # A list in one variable: comma-separated; empty means none.
+    env = {"VAREON_SERVER_TRUSTED_PROXIES": " 172.16.0.0/12 ,10.1.2.3"}
+    assert load_config(path, environ=env).server.trusted_proxies == ["172.16.0.0/12", "10.1.2.3/32"]
+    assert load_config(path, environ={"VAREON_SERVER_TRUSTED_PROXIES": ""}).server.trusted_proxies == []
+    # Host bits after the prefix are a mistake worth naming, not a guess.
+    bad = write(tmp_path, '[server]\ntrusted_proxies = ["10.0.0.1", "proxy.local", "10.0.0.1/8"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, environ={})
+    message = str(info.value)
+    assert "config.toml: [server] trusted_proxies must be IP addresses or networks" in message
+    assert "'proxy.local' is not an IP address or network" in message
+    assert "'10.0.0.1/8' has host bits set (did you mean '10.0.0.0/8'?)" in message
+
+
+def test_registration_limits(tmp_path: Path) -> None:
+    auth = load_config(environ={}).auth
+    assert (auth.allow_registration, auth.registration_max, auth.registration_window) == (True, 5, 3600)
+    path = write(tmp_path, "[auth]\nregistration_max = 0\n")
+    with pytest.raises(ConfigError, match=re.escape("[auth] registration_max must be greater than or equal to 1, not 0")):
+        load_config(path, environ={})

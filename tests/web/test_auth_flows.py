@@ -10,12 +10,17 @@ import pytest
 from web_support import error_of
 
 MAX_FAILURES = 3
+MAX_REGISTRATIONS = 3
 PASSWORD = "a long enough passphrase"
 
 
 @pytest.fixture
 def front_environ() -> dict[str, str]:
-    return {"VAREON_AUTH_LOGIN_MAX_FAILURES": str(MAX_FAILURES), "VAREON_AUTH_LOGIN_LOCKOUT": "120"}
+    return {
+        "VAREON_AUTH_LOGIN_MAX_FAILURES": str(MAX_FAILURES),
+        "VAREON_AUTH_LOGIN_LOCKOUT": "120",
+        "VAREON_AUTH_REGISTRATION_MAX": str(MAX_REGISTRATIONS),
+    }
 
 
 async def _register(client: httpx.AsyncClient, name: str) -> dict[str, object]:
@@ -152,3 +157,23 @@ async def test_registering_a_taken_name_is_409(client: httpx.AsyncClient) -> Non
     )
     assert again.status_code == 409
     assert error_of(again.json())["code"] == "conflict"
+
+
+async def test_registrations_from_one_address_are_limited_with_429(
+    client: httpx.AsyncClient,
+) -> None:
+    for n in range(MAX_REGISTRATIONS):
+        user = await _register(client, f"new{n}")
+        assert user["role"] == "viewer"  # self-registered accounts are never more
+    refused = await client.post(
+        "/api/register",
+        json={"username": "one_more", "email": "one_more@example.com", "password": PASSWORD},
+    )
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600
+    error = error_of(refused.json())
+    assert error["code"] == "too_many_requests"
+    assert str(error["message"]).startswith("too many accounts registered from this address")
+    # The accounts made are fine: the new-user flow goes on with a login.
+    token = await client.post("/api/token", json={"username": "new0", "password": PASSWORD})
+    assert token.status_code == 200

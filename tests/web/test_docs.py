@@ -84,3 +84,13 @@ def test_the_bundled_swagger_ui_renders_openapi_3_1() -> None:
     # Swagger UI reads OpenAPI 3.1 from version 5 on; 4.x shows "Unable to render this definition".
     found = re.fullmatch(r"swagger-ui-(\d+)\.(\d+)\.(\d+)", Path(str(swagger_ui_path)).name)
     assert found is not None and int(found.group(1)) >= 5
+
+
+async def test_operations_with_a_body_document_its_refusals(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    for path in ("/api/register", "/api/token", "/api/token/refresh", "/api/verify-email"):
+        responses = document["paths"][path]["post"]["responses"]
+        assert {"400", "413", "415", "422"} <= set(responses), path
+        assert responses["415"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorResponse"
+        }

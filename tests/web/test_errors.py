@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 
 import httpx
 import pytest
@@ -13,13 +14,16 @@ from quart_trio import QuartTrio
 from web_support import Front, error_of
 
 from web import create_app, public
+from web.permissions import route_access
+from web.validation import FORM_OR_JSON_ATTRIBUTE
 
 LIMIT = 4096
 
 
 @pytest.fixture
 def front_environ() -> dict[str, str]:
-    return {"VAREON_SERVER_MAX_BODY_SIZE": str(LIMIT)}
+    # A short busy timeout: the locked-database test waits it out once.
+    return {"VAREON_SERVER_MAX_BODY_SIZE": str(LIMIT), "VAREON_DATABASE_BUSY_TIMEOUT": "0.1"}
 
 
 async def test_unknown_route_is_404_json(client: httpx.AsyncClient) -> None:
@@ -209,3 +213,172 @@ async def test_no_error_is_ever_html(client: httpx.AsyncClient) -> None:
         assert 400 <= response.status_code < 500, (response.request.url, response.status_code)
         assert response.headers["content-type"] == "application/json", response.request.url
         error_of(response.json())
+
+
+# --- hostile bodies on every POST route --------------------------------------------------------
+
+DEEP_JSON = b"[" * 2000 + b"]" * 2000  # past the JSON parser's nesting limit, within LIMIT
+SURROGATES = (
+    b'{"username": "\\ud800", "email": "\\ud800@example.com", "password": "\\udfff\\ud800pass!",'
+    b' "refresh_token": "\\ud800", "token": "\\ud800", "grant_type": "\\ud800"}'
+)
+HUGE_NUMBERS = (
+    b'{"username": 1e999, "email": -1e999, "password": 1' + b"0" * 600 + b","
+    b' "refresh_token": 123456789012345678901234567890, "token": 1e-999}'
+)
+UNICODE = (
+    '{"username": "\u00fcn\u00efc\u00f8d\u00e9", "email": "\u00e9@\u4f8b\u3048.\u30c6\u30b9\u30c8",'
+    ' "password": "\u043f\u0430\u0440\u043e\u043b\u044c-\U0001f600", "refresh_token": "\u00e9.\u00e9.\u00e9",'
+    ' "token": "\u00e9.\u00e9.\u00e9"}'
+).encode()
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+# name -> (body, Content-Type or None, (status, code) on a JSON-only route, on a form-or-JSON one);
+# an expectation of None means "any 4xx" (the route's own 401/422).
+HOSTILE: dict[str, tuple[bytes, str | None, tuple[int, str] | None, tuple[int, str] | None]] = {
+    "deeply-nested-json": (DEEP_JSON, JSON, (400, "malformed_json"), (400, "malformed_json")),
+    "deep-object": (b'{"a":' * 600 + b"1" + b"}" * 600, JSON, (400, "malformed_json"), (400, "malformed_json")),
+    "latin-1-json": (b'{"username": "\xe9t\xe9"}', JSON, (400, "malformed_json"), (400, "malformed_json")),
+    "binary-json": (b"\xff\xfe\x00{", JSON, (400, "malformed_json"), (400, "malformed_json")),
+    "lone-surrogates": (SURROGATES, JSON, (400, "malformed_json"), (400, "malformed_json")),
+    "nan": (b'{"username": NaN, "password": Infinity}', JSON, (400, "malformed_json"), (400, "malformed_json")),
+    "empty-json": (b"", JSON, (400, "malformed_json"), (400, "malformed_json")),
+    "huge-numbers": (HUGE_NUMBERS, JSON, None, None),
+    "unicode": (UNICODE, JSON, None, None),
+    "json-as-text-plain": (b'{"username": "ann"}', "text/plain", (415, "unsupported_media_type"), (415, "unsupported_media_type")),
+    "xml": (b"<user/>", "application/xml", (415, "unsupported_media_type"), (415, "unsupported_media_type")),
+    "no-content-type": (b'{"username": "ann"}', None, (415, "unsupported_media_type"), (415, "unsupported_media_type")),
+    "empty-without-type": (b"", None, (415, "unsupported_media_type"), (415, "unsupported_media_type")),
+    "latin-1-form": (b"username=\xe9t\xe9&password=\xff\xfe&refresh_token=\xe9", FORM, (415, "unsupported_media_type"), (400, "malformed_form")),
+    "surrogate-escapes-in-form": (b"username=%ED%A0%80&password=%ED%A0%80%ED%A0%80&refresh_token=%ED%A0%80&token=%ED%A0%80", FORM, (415, "unsupported_media_type"), None),
+    "multipart": (
+        b'--b\r\nContent-Disposition: form-data; name="username"\r\n\r\n\xe9\r\n--b--\r\n',
+        "multipart/form-data; boundary=b",
+        (415, "unsupported_media_type"),
+        None,
+    ),
+    "multipart-without-boundary": (b"--b--\r\n", "multipart/form-data", (415, "unsupported_media_type"), None),
+}
+
+
+def _post_routes(front: Front) -> list[tuple[str, bool]]:
+    """Every POST route of the app, and whether it takes a form as well as JSON."""
+    routes = []
+    for route in route_access(front.app):
+        if route.method == "POST":
+            rule = next(r for r in front.app.url_map.iter_rules() if r.rule == route.rule)
+            view = front.app.view_functions[rule.endpoint]
+            routes.append((route.rule, bool(getattr(view, FORM_OR_JSON_ATTRIBUTE, False))))
+    assert {path for path, _ in routes} >= {"/api/register", "/api/token", "/api/token/refresh"}
+    return routes
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+async def test_no_post_route_answers_500_to_a_hostile_body(
+    front: Front, case: str, log_records: list[logging.LogRecord]
+) -> None:
+    body, content_type, on_json_route, on_form_route = HOSTILE[case]
+    headers = {"Content-Type": content_type} if content_type else {}
+    client = front.app.test_client()
+    for path, takes_forms in _post_routes(front):
+        response = await client.post(path, data=body, headers=headers)
+        where = f"{case} on POST {path}"
+        assert 400 <= response.status_code < 500, (where, response.status_code)
+        assert response.content_type == "application/json", where
+        error = error_of(await response.get_json())
+        expected = on_form_route if takes_forms else on_json_route
+        if expected is not None:
+            assert (response.status_code, error["code"]) == expected, (where, error)
+    assert not [r for r in log_records if r.levelno >= logging.ERROR], case
+
+
+async def test_malformed_bodies_say_what_is_wrong(client: httpx.AsyncClient) -> None:
+    cases = {
+        DEEP_JSON: "request body is not valid JSON: ",
+        b'{"username": "\xe9t\xe9"}': "request body is not valid JSON: it is not UTF-8",
+        SURROGATES: "request body is not valid JSON: ",
+    }
+    for body, start in cases.items():
+        for path in ("/api/register", "/api/token"):
+            response = await client.post(path, content=body, headers={"Content-Type": JSON})
+            assert response.status_code == 400, (path, response.text)
+            error = error_of(response.json())
+            assert (error["code"], str(error["message"])[: len(start)]) == ("malformed_json", start)
+    form = await client.post("/api/token", content=b"username=\xe9", headers={"Content-Type": FORM})
+    assert form.status_code == 400
+    assert error_of(form.json())["message"] == (
+        "request body is not a valid form: it is not UTF-8 (unexpected end of data at byte 9)"
+    )
+
+
+async def test_a_json_only_route_says_which_content_type_it_takes(client: httpx.AsyncClient) -> None:
+    body = b'{"username": "ann", "email": "ann@example.com", "password": "a long passphrase"}'
+    response = await client.post("/api/register", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
+    error = error_of(response.json())
+    assert error["code"] == "unsupported_media_type"
+    assert error["message"] == (
+        "POST /api/register takes a JSON body: send it with Content-Type: application/json,"
+        " not text/plain"
+    )
+    assert error["details"] == {"expected": ["application/json"], "received": "text/plain"}
+    # The token routes take both encodings, and say so.
+    token = await client.post("/api/token", content=b"<x/>", headers={"Content-Type": "application/xml"})
+    assert token.status_code == 415
+    assert error_of(token.json())["details"] == {
+        "expected": ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"],
+        "received": "application/xml",
+    }
+
+
+async def test_a_form_with_too_many_parts_is_413_saying_so(front: Front) -> None:
+    app = create_app(front.ctx)
+    app.config["MAX_FORM_PARTS"] = 10
+    parts = b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % n for n in range(11)
+    )
+    response = await app.test_client().post(
+        "/api/token", data=parts + b"--b--\r\n", headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert response.status_code == 413
+    error = error_of(await response.get_json())
+    assert error["code"] == "too_large"
+    assert error["message"] == "the form has more than 10 parts; send at most 10 fields and files"
+    assert error["details"] == {"max_parts": 10}
+    # Ten parts are fine (and then validated).
+    ten = b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % n for n in range(10)
+    )
+    response = await app.test_client().post(
+        "/api/token", data=ten + b"--b--\r\n", headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert response.status_code == 422
+
+
+async def test_a_locked_database_is_503_not_500(
+    front: Front, client: httpx.AsyncClient, log_records: list[logging.LogRecord]
+) -> None:
+    # Another process holds SQLite's write lock past the store's busy timeout.
+    database = front.ctx.config.data_dir_path / "vareon.db"
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        body = {"username": "lockedout", "email": "l@example.com", "password": "a long passphrase"}
+        response = await client.post("/api/register", json=body)
+        assert response.status_code == 503, response.text
+        error = error_of(response.json())
+        assert error["code"] == "unavailable"
+        assert error["message"] == (
+            "the database is unavailable (locked, full or unreachable); try again later"
+        )
+        assert error["details"] == {"request_id": response.headers["x-request-id"]}
+        assert "$argon2" not in response.text
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not [r for r in log_records if r.levelno >= logging.ERROR]
+    [warning] = [r.getMessage() for r in log_records if "unavailable" in r.getMessage()]
+    assert "database is locked" in warning and "$argon2" not in warning
+    again = await client.post("/api/register", json=body)
+    assert again.status_code == 201, again.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -186,6 +187,38 @@ async def test_anything_but_auth_first_gets_auth_invalid_and_close(
         assert await closed_code(ws) == CLOSE_AUTH_FAILED
 
 
+@pytest.mark.parametrize(
+    ("first", "why"),
+    [
+        ('{"type": "auth", "access_token": "\\ud800"}', "the first message is not JSON"),
+        ("[" * 5000 + "]" * 5000, "the first message is not JSON"),
+        ('{"type": "auth", "access_token": "\u00e9t\u00e9"}', "invalid token"),
+        ('{"type": "auth", "access_token": "\u00e9.\u00e9.\u00e9"}', "invalid token"),
+    ],
+    ids=["lone-surrogate-token", "deeply-nested", "non-ascii-token", "non-ascii-jwt-shape"],
+)
+async def test_hostile_auth_message_gets_auth_invalid_not_a_crash(
+    live: Live, first: str, why: str, log_records: Any
+) -> None:
+    async with connect(live.url) as ws:
+        await receive(ws)
+        await send(ws, first)
+        reply = await receive(ws)
+        assert reply["type"] == "auth_invalid"
+        assert reply["message"].startswith(why)
+        assert await closed_code(ws) == CLOSE_AUTH_FAILED
+    assert not log_records.messages(logging.ERROR)
+
+
+@pytest.mark.parametrize("token", ["%ED%A0%80", "%C3%A9t%C3%A9", "%FF.%FE.%FD"])
+async def test_hostile_query_token_gets_auth_invalid(live: Live, token: str, log_records: Any) -> None:
+    async with connect(f"{live.url}?token={token}") as ws:
+        await receive(ws)
+        assert await receive(ws) == {"type": "auth_invalid", "message": "invalid token"}
+        assert await closed_code(ws) == CLOSE_AUTH_FAILED
+    assert not log_records.messages(logging.ERROR)
+
+
 async def test_no_auth_message_in_time_gets_auth_invalid_and_close(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,14 +252,19 @@ async def test_ids_must_increase(live: Live) -> None:
         json.dumps({"id": "1", "type": "ping"}),
         json.dumps({"id": True, "type": "ping"}),
         json.dumps({"id": 1.5, "type": "ping"}),
+        "[" * 5000 + "]" * 5000,
+        '{"id": 1, "type": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"id": "\\ud800", "type": "ping"}',
+        '{"id": NaN, "type": "ping"}',
     ],
 )
 async def test_malformed_frame_gets_an_error_result_and_the_connection_lives(
-    live: Live, frame: str
+    live: Live, frame: str, log_records: Any
 ) -> None:
     async with authed(live) as ws:
         assert failure(await command(ws, frame)) == (None, "invalid_format")
         assert await command(ws, {"id": 1, "type": "ping"}) == {"id": 1, "type": "pong"}
+    assert not log_records.messages(logging.ERROR)
 
 
 async def test_binary_frame_gets_an_error_result(live: Live) -> None:

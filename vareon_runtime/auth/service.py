@@ -1,8 +1,10 @@
 """The auth service: accounts, sign-in, token rotation and email verification.
 
 :class:`Auth` is what the web front and the ``vareon user`` commands call. It keeps no per-user
-state in memory besides the login throttle and the cache of verified access tokens: accounts and
-refresh tokens live in the store, so a restart signs nobody out.
+state in memory besides the login throttle, the registration limit and the cache of verified
+access tokens: accounts and refresh tokens live in the store, so a restart signs nobody out.
+Verification mails go through the :class:`~vareon_runtime.auth.mail.Mailer`, which the runtime
+runs as a child of its own: a registration never waits for a mail server.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import smtplib
 import uuid
 from collections.abc import Mapping
 from typing import Literal
@@ -19,12 +20,14 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from vareon_runtime.auth.mail import Mailer
+from vareon_runtime.auth.mail import Mail, Mailer
 from vareon_runtime.auth.models import EMAIL_MAX, USERNAME_MAX, RefreshTokenRecord, UserRecord
 from vareon_runtime.auth.passwords import Passwords
+from vareon_runtime.auth.ratelimit import RateLimit
 from vareon_runtime.auth.roles import Role
 from vareon_runtime.auth.schemas import Principal, TokenPair, User
-from vareon_runtime.auth.throttle import LoginThrottle
+from vareon_runtime.auth.shown import shown
+from vareon_runtime.auth.throttle import LoginThrottle, address_key
 from vareon_runtime.auth.tokens import IssuedRefresh, Tokens, load_signing_key
 from vareon_runtime.clock import utcnow
 from vareon_runtime.config import Config
@@ -71,7 +74,7 @@ def check_username(username: str) -> str:
     if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username):
         raise InvalidRequestError(
             f"username must be {USERNAME_MIN} to {USERNAME_MAX} characters of letters, digits,"
-            f" '_', '.' and '-', not {_shown(username)}",
+            f" '_', '.' and '-', not {shown(username)}",
             details={"field": "username"},
         )
     return username
@@ -86,7 +89,7 @@ def check_email(email: str) -> str:
     normal = email.strip().lower() if isinstance(email, str) else ""
     if len(normal) > EMAIL_MAX or not _EMAIL_RE.fullmatch(normal):
         raise InvalidRequestError(
-            f"email must be an address like name@example.com, not {_shown(email)}",
+            f"email must be an address like name@example.com, not {shown(email)}",
             details={"field": "email"},
         )
     return normal
@@ -111,11 +114,6 @@ def check_password(password: str) -> str:
             details={"field": "password"},
         )
     return password
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class _Account(BaseModel):
@@ -173,16 +171,33 @@ class Auth:
             refresh_ttl=auth.refresh_token_ttl,
         )
         self.throttle = LoginThrottle(auth.login_max_failures, auth.login_lockout)
+        self.registrations = RateLimit(
+            auth.registration_max,
+            auth.registration_window,
+            refusal="too many accounts registered from this address",
+        )
         self._environ = os.environ if environ is None else environ
+        # Sends the verification mails when [email] smtp_host is set; the runtime runs it as a
+        # child of its root supervisor (0010). Without it, tokens are written to the log.
+        self.mailer: Mailer | None = None
+        if config.email.smtp_host is not None:
+            self.mailer = Mailer(config.email, environ=self._environ)
 
     # -- accounts ---------------------------------------------------------------------------
 
-    async def register(self, username: str, email: str, password: str) -> User:
-        """Create a viewer account whose email is yet to be verified; send the token.
+    async def register(
+        self, username: str, email: str, password: str, client: str | None = None
+    ) -> User:
+        """Create a viewer account whose email is yet to be verified; queue its token's mail.
+
+        Args:
+            client: the caller's address; each address may register ``[auth]
+                registration_max`` accounts per ``registration_window`` (None: not limited).
 
         Raises:
             PermissionDeniedError: ``[auth] allow_registration`` is false.
             InvalidRequestError: bad username, email or password (the message says which).
+            TooManyRequestsError: the address registered too many accounts lately.
             ConflictError: the username or the email is taken.
         """
         if not self.config.auth.allow_registration:
@@ -194,9 +209,15 @@ class Auth:
                 "email must be an address like name@example.com, not None",
                 details={"field": "email"},
             )
+        # Checked before counting: only a registration that will cost a hash uses the budget.
+        check_username(username)
+        check_email(email)
+        check_password(password)
+        if client:
+            self.registrations.take(f"addr:{address_key(client)}")
         user = await self._create(username, email, password, Role.VIEWER, verified=False)
         logger.info("registered %s", user.username)
-        await self._deliver_verification(user)
+        self._deliver_verification(user)
         return user
 
     async def create_user(
@@ -224,7 +245,7 @@ class Auth:
         user = await self._create(username, email, password, role, verified=verified)
         logger.info("created %s %s", user.role.value, user.username)
         if not verified:
-            await self._deliver_verification(user)
+            self._deliver_verification(user)
         return user
 
     async def get_user(self, user_id: str) -> User:
@@ -327,33 +348,10 @@ class Auth:
         """
         keys = [f"user:{username[:USERNAME_MAX + 1]}"]
         if client:
-            keys.append(f"addr:{client}")
-        await self.throttle.wait(keys)
-
-        def fetch(session: Session) -> _Account | None:
-            record = _by_username(session, username)
-            if record is None:
-                return None
-            return _Account(
-                id=record.id,
-                username=record.username,
-                password_hash=record.password_hash,
-                is_active=record.is_active,
-            )
-
-        account = await self.store.read(fetch)
-        if account is None:
-            # Spend the same time as for a real account: timing must not reveal who exists.
-            await self.passwords.verify_dummy(password)
-            ok = False
-        else:
-            ok = await self.passwords.verify(account.password_hash, password)
-            ok = ok and account.is_active
-        if not ok or account is None:
-            self.throttle.failed(keys)
-            logger.info("failed sign-in for %r from %s", username[:USERNAME_MAX + 1], client)
-            raise AuthenticationError(BAD_CREDENTIALS)
-        self.throttle.succeeded(keys[0])
+            keys.append(f"addr:{address_key(client)}")
+        # One attempt in flight per key: its failure is counted before the next is checked.
+        async with self.throttle.attempt(keys):
+            account = await self._check_password(username, password, client, keys)
 
         new_hash: str | None = None
         if self.passwords.needs_rehash(account.password_hash):
@@ -384,6 +382,37 @@ class Auth:
         if new_hash is not None:
             logger.info("rehashed the password of %s with the current parameters", user.username)
         return self._pair(user, refresh)
+
+    async def _check_password(
+        self, username: str, password: str, client: str | None, keys: list[str]
+    ) -> _Account:
+        """Check the password of ``username`` and count the outcome on the throttle's keys."""
+
+        def fetch(session: Session) -> _Account | None:
+            record = _by_username(session, username)
+            if record is None:
+                return None
+            return _Account(
+                id=record.id,
+                username=record.username,
+                password_hash=record.password_hash,
+                is_active=record.is_active,
+            )
+
+        account = await self.store.read(fetch)
+        if account is None:
+            # Spend the same time as for a real account: timing must not reveal who exists.
+            await self.passwords.verify_dummy(password)
+            ok = False
+        else:
+            ok = await self.passwords.verify(account.password_hash, password)
+            ok = ok and account.is_active
+        if not ok or account is None:
+            self.throttle.failed(keys)
+            logger.info("failed sign-in for %r from %s", username[:USERNAME_MAX + 1], client)
+            raise AuthenticationError(BAD_CREDENTIALS)
+        self.throttle.succeeded(keys[0])
+        return account
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Trade a refresh token for a new pair; the old refresh token is used up.
@@ -520,14 +549,14 @@ class Auth:
         Raises:
             NotFoundError: no such user.
         """
-        await self._deliver_verification(await self.get_user(user_id))
+        self._deliver_verification(await self.get_user(user_id))
 
-    async def _deliver_verification(self, user: User) -> None:
+    def _deliver_verification(self, user: User) -> None:
+        # Queued, never sent here: the mailer sends it (and logs a failure) on its own time.
         if user.email is None or user.email_verified:
             return
         token = self.tokens.issue_verification(user.id, user.email)
-        email = self.config.email
-        if email.smtp_host is None:
+        if self.mailer is None:
             logger.warning(
                 "email verification token for %s: %s — confirm with `vareon user verify %s`"
                 " or GET /api/verify-email?token=%s",
@@ -545,23 +574,15 @@ class Auth:
             f"Open /api/verify-email?token={token} on the runtime, or ask its admin to run"
             f" `vareon user verify {user.username}`.\n"
         )
-        try:
-            await Mailer(email, environ=self._environ).send(
-                user.email, "Confirm your email address", body
+        self.mailer.submit(
+            Mail(
+                to=user.email,
+                subject="Confirm your email address",
+                body=body,
+                what=f"the verification token of {user.username}",
+                remedy=f"confirm it with `vareon user verify {user.username}`",
             )
-        except (OSError, smtplib.SMTPException, ConfigError) as exc:
-            logger.error(
-                "could not mail the verification token of %s to %s via %s:%d: %s; confirm it"
-                " with `vareon user verify %s`",
-                user.username,
-                user.email,
-                email.smtp_host,
-                email.smtp_port,
-                exc,
-                user.username,
-            )
-            return
-        logger.info("mailed the verification token of %s to %s", user.username, user.email)
+        )
 
     # -- internals --------------------------------------------------------------------------
 

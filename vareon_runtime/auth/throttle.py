@@ -1,12 +1,18 @@
 """Failed-login throttle: slow down, then refuse, per username and per client address.
 
-Every failed login counts against each of its keys (``user:<name>``, ``addr:<address>``). The
-next attempt on a key with recent failures waits ``base_delay * 2**(failures-1)`` seconds (at
-most ``max_delay``) before its password is even checked; the wait is a ``trio.sleep``, so the
-server keeps answering everyone else. ``max_failures`` failures within ``lockout`` seconds lock
-the key for ``lockout`` seconds: attempts are refused at once with ``TooManyRequestsError``
-and its ``retry_after``. A successful login clears the username's count (not the address's: one
-valid account must not launder an address that is guessing others' passwords).
+Every failed login counts against each of its keys (``user:<name>``, ``addr:<address>``; an IPv6
+address counts as its /64, see :func:`address_key`). The next attempt on a key with recent
+failures waits ``base_delay * 2**(failures-1)`` seconds (at most ``max_delay``) before its
+password is even checked; the wait is a ``trio.sleep``, so the server keeps answering everyone
+else. ``max_failures`` failures within ``lockout`` seconds lock the key for ``lockout`` seconds:
+attempts are refused at once with ``TooManyRequestsError`` and its ``retry_after``. A successful
+login clears the username's count (not the address's: one valid account must not launder an
+address that is guessing others' passwords).
+
+An attempt runs inside :meth:`LoginThrottle.attempt`, which lets one attempt at a time be in
+flight on each key: the next one on that key starts after the previous one's outcome is counted.
+Without that, fifty guesses sent at once would all pass the check before the first failure was
+counted, and all fifty passwords would be checked against a limit of five.
 
 A lock on a username also refuses its rightful owner: that is the price of stopping a guessing
 attack spread over many addresses, and why the lock is temporary.
@@ -17,18 +23,40 @@ Time is ``trio.current_time()``, so tests run on ``autojump_clock``. Memory is b
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
 from vareon_runtime.errors import TooManyRequestsError
 
-__all__ = ["LoginThrottle"]
+__all__ = ["LoginThrottle", "address_key"]
 
 logger = logging.getLogger("vareon.auth")
+
+
+def address_key(address: str) -> str:
+    """The key a client address is counted under: the address, or its /64 for IPv6.
+
+    An IPv6 host usually holds a whole /64 and can pick a new address in it for every request,
+    so single IPv6 addresses would not limit anything. An IPv4 address seen through an IPv6
+    socket (``::ffff:203.0.113.9``) counts as the IPv4 address. A peer that is not an IP address
+    (a Unix socket) is its own key.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        # int(): drops a zone (fe80::1%eth0), which belongs to this host's link, not the client.
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
+    return str(ip)
 
 
 class _Entry:
@@ -37,6 +65,14 @@ class _Entry:
     def __init__(self) -> None:
         self.failures: deque[float] = deque()
         self.locked_until: float | None = None
+
+
+class _Turn:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = trio.Lock()
+        self.users = 0
 
 
 class LoginThrottle:
@@ -72,9 +108,43 @@ class LoginThrottle:
         self.max_keys = max_keys
         # Least recently touched first.
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # The attempt in flight per key, and how many wait for it; gone when none do.
+        self._turns: dict[str, _Turn] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @asynccontextmanager
+    async def attempt(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        """Run one sign-in attempt on ``keys``: wait its turn and its delay, or be refused.
+
+        Inside the block, check the password and count the outcome (:meth:`failed` or
+        :meth:`succeeded`): the next attempt on any of these keys begins only after the block
+        is left, so it sees that outcome. Attempts on other keys run alongside.
+
+        Raises:
+            TooManyRequestsError: a key is locked (also when it was locked while this attempt
+                waited its turn).
+        """
+        async with AsyncExitStack() as stack:
+            for key in sorted(set(keys)):  # one order for everyone: no two attempts deadlock
+                await stack.enter_async_context(self._turn(key))
+            await self.wait(keys)
+            yield
+
+    @asynccontextmanager
+    async def _turn(self, key: str) -> AsyncIterator[None]:
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:  # trio's Lock is fair: attempts go in the order they came
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[key]
 
     async def wait(self, keys: Sequence[str]) -> None:
         """Refuse a locked key; otherwise sleep the delay that recent failures earned.

@@ -178,9 +178,13 @@ class Tokens:
         """Check ``token``'s signature, expiry and kind; return its claims.
 
         Raises:
-            AuthenticationError: "token expired", or "invalid token" (malformed, signed with
-                another key, or of another kind).
+            AuthenticationError: "token expired", or "invalid token" (malformed, not ASCII,
+                signed with another key, or of another kind).
         """
+        if not isinstance(token, str) or not token.isascii():
+            # A JWT is base64url and dots. Anything else is no token, and PyJWT would fail to
+            # encode a lone surrogate (UnicodeEncodeError) instead of refusing it.
+            raise AuthenticationError("invalid token")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -190,7 +194,7 @@ class Tokens:
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("token expired") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, UnicodeError):
             # No chaining: PyJWT's message may quote parts of the token.
             raise AuthenticationError("invalid token") from None
         if claims.get("type") != kind:

@@ -1,4 +1,9 @@
-"""Build the store's synchronous SQLAlchemy engines (one writer, a pool of readers) from a URL."""
+"""Build the store's synchronous SQLAlchemy engines (one writer, a pool of readers) from a URL.
+
+Every engine is created with ``hide_parameters=True``: SQLAlchemy otherwise appends the
+statement's parameters (``[parameters: ...]``) to its error messages, and those carry password
+hashes and tokens into ``StoreError`` messages, tracebacks and logs.
+"""
 
 from __future__ import annotations
 
@@ -93,8 +98,16 @@ def _sqlite_engines(
         "PRAGMA foreign_keys=ON",
     )
     connect_args = {"check_same_thread": False, "timeout": busy_timeout}
-    writer = create_engine(url, pool_size=1, max_overflow=0, connect_args=connect_args)
-    reader = create_engine(url, pool_size=read_pool_size, max_overflow=0, connect_args=connect_args)
+    writer = create_engine(
+        url, pool_size=1, max_overflow=0, connect_args=connect_args, hide_parameters=True
+    )
+    reader = create_engine(
+        url,
+        pool_size=read_pool_size,
+        max_overflow=0,
+        connect_args=connect_args,
+        hide_parameters=True,
+    )
     # The writer takes the write lock when its transaction begins (BEGIN IMMEDIATE): a
     # deferred transaction that upgrades to a write lock later fails at once with SQLITE_BUSY
     # in WAL mode instead of waiting busy_timeout. The readers may not write at all.
@@ -126,12 +139,15 @@ def _postgresql_engines(url: URL, read_pool_size: int) -> Engines:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     # pre_ping: a server restart must cost one reconnect, not one failed write per connection.
-    writer = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+    writer = create_engine(
+        url, pool_size=1, max_overflow=0, pool_pre_ping=True, hide_parameters=True
+    )
     reader = create_engine(
         url,
         pool_size=read_pool_size,
         max_overflow=0,
         pool_pre_ping=True,
+        hide_parameters=True,
         # Reads go through the reader pool only; a write slipped into read() fails loudly.
         connect_args={"options": "-c default_transaction_read_only=on"},
     )

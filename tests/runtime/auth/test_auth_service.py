@@ -8,6 +8,7 @@ import logging
 import re
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -19,8 +20,18 @@ import trio.testing
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from vareon_runtime.auth import Auth, Passwords, Role, TokenPair, User, UserRecord
-from vareon_runtime.config import Config
+from vareon_runtime.auth import (
+    Auth,
+    LoginThrottle,
+    Mail,
+    Mailer,
+    Passwords,
+    Role,
+    TokenPair,
+    User,
+    UserRecord,
+)
+from vareon_runtime.config import Config, load_config
 from vareon_runtime.errors import (
     AuthenticationError,
     ConfigError,
@@ -28,6 +39,7 @@ from vareon_runtime.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    StoreError,
     TooManyRequestsError,
 )
 from vareon_runtime.runtime import Runtime
@@ -374,10 +386,26 @@ async def test_mark_verified_by_username(auth: Auth) -> None:
             await auth.mark_verified("nobody")
 
 
-async def fake_smtp_server(nursery: trio.Nursery, received: list[bytes]) -> int:
-    """Serve just enough SMTP on 127.0.0.1 to accept mails; return the port."""
+class FakeSmtp:
+    """Just enough SMTP on 127.0.0.1 to accept mails; with ``hang``, a server that never greets.
 
-    async def handle(stream: trio.SocketStream) -> None:
+    ``connected`` is set when a client connects; ``mails`` receives each mail's raw text.
+    """
+
+    def __init__(self, *, hang: bool = False) -> None:
+        self.hang = hang
+        self.connected = trio.Event()
+        self._send, self.mails = trio.open_memory_channel[bytes](16)
+
+    async def start(self, nursery: trio.Nursery) -> int:
+        """Serve in ``nursery``; return the port."""
+        listeners = await nursery.start(partial(trio.serve_tcp, self._handle, 0, host="127.0.0.1"))
+        return int(listeners[0].socket.getsockname()[1])
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connected.set()
+        if self.hang:
+            await trio.sleep_forever()
         buffer = b""
 
         async def line() -> bytes:
@@ -402,7 +430,7 @@ async def fake_smtp_server(nursery: trio.Nursery, received: list[bytes]) -> int:
                     body = []
                     while (data := await line()) != b".":
                         body.append(data[1:] if data.startswith(b"..") else data)
-                    received.append(b"\r\n".join(body))
+                    await self._send.send(b"\r\n".join(body))
                     await reply("250 queued")
                 elif command.startswith(b"QUIT"):
                     await reply("221 bye")
@@ -412,27 +440,39 @@ async def fake_smtp_server(nursery: trio.Nursery, received: list[bytes]) -> int:
         except EOFError:
             return
 
-    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-    return int(listeners[0].socket.getsockname()[1])
+
+def smtp_config(make_config: Callable[..., Config], port: int) -> Config:
+    return make_config(
+        EMAIL_SMTP_HOST="127.0.0.1",
+        EMAIL_SMTP_PORT=str(port),
+        EMAIL_SMTP_STARTTLS="false",
+        EMAIL_FROM_ADDRESS="box@example.com",
+    )
+
+
+async def wait_for_log(log: Any, level: int, text: str) -> str:
+    """The first message at ``level`` or above containing ``text``, waiting for it (bounded)."""
+    with trio.fail_after(TIMEOUT):
+        while True:
+            for message in log.messages(level):
+                if text in message:
+                    return str(message)
+            await trio.sleep(0.01)
 
 
 async def test_verification_token_is_mailed_when_smtp_is_configured(
     make_config: Callable[..., Config], store: Store, log_records: Any
 ) -> None:
-    received: list[bytes] = []
+    smtp = FakeSmtp()
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            port = await fake_smtp_server(nursery, received)
-            config = make_config(
-                EMAIL_SMTP_HOST="127.0.0.1",
-                EMAIL_SMTP_PORT=str(port),
-                EMAIL_SMTP_STARTTLS="false",
-                EMAIL_FROM_ADDRESS="box@example.com",
-            )
-            auth = Auth(config, store)
+            auth = Auth(smtp_config(make_config, await smtp.start(nursery)), store)
+            assert auth.mailer is not None
+            await nursery.start(auth.mailer.run)
             user = await auth.register("alice", "alice@example.com", PASSWORD)
+            raw = await smtp.mails.receive()
+            await wait_for_log(log_records, logging.INFO, "mailed the verification token of alice")
             nursery.cancel_scope.cancel()
-        [raw] = received
         mail = email.message_from_bytes(raw, policy=email.policy.default)
         assert mail["To"] == "alice@example.com"
         assert mail["From"] == "box@example.com"
@@ -442,7 +482,7 @@ async def test_verification_token_is_mailed_when_smtp_is_configured(
         assert token is not None, body
         assert (await auth.verify_email(token.group(1))).id == user.id
     # Mailed, so not written to the log.
-    assert not [m for m in log_records.messages(logging.WARNING) if "verification token for" in m]
+    assert not [m for m in log_records.messages() if token.group(1) in m]
 
 
 async def test_smtp_failure_is_logged_and_registration_stands(
@@ -451,14 +491,65 @@ async def test_smtp_failure_is_logged_and_registration_stands(
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = make_config(EMAIL_SMTP_HOST="127.0.0.1", EMAIL_SMTP_PORT=str(port))
-    auth = Auth(config, store)
+    auth = Auth(make_config(EMAIL_SMTP_HOST="127.0.0.1", EMAIL_SMTP_PORT=str(port)), store)
+    assert auth.mailer is not None
     with trio.fail_after(TIMEOUT):
-        user = await auth.register("alice", "alice@example.com", PASSWORD)
-        assert (await auth.get_user(user.id)).username == "alice"
-    [error] = log_records.messages(logging.ERROR)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(auth.mailer.run)
+            user = await auth.register("alice", "alice@example.com", PASSWORD)
+            assert (await auth.get_user(user.id)).username == "alice"
+            error = await wait_for_log(log_records, logging.ERROR, "could not mail")
+            nursery.cancel_scope.cancel()
     assert f"could not mail the verification token of alice to alice@example.com via 127.0.0.1:{port}" in error
     assert "confirm it with `vareon user verify alice`" in error
+    assert "eyJ" not in error  # no token in the log line
+
+
+async def test_registration_does_not_wait_for_the_mail_server_nor_hold_up_the_stop(
+    make_config: Callable[..., Config], log_records: Any
+) -> None:
+    # A mail server that accepts the connection and never answers: the old in-request send
+    # blocked the registration for SMTP_TIMEOUT (15 s), and a send in flight held up the stop.
+    smtp = FakeSmtp(hang=True)
+    stopped = trio.Event()
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            runtime = Runtime(smtp_config(make_config, await smtp.start(nursery)), components=[])
+
+            async def run(*, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+                try:
+                    await runtime.run(task_status=task_status)
+                finally:
+                    stopped.set()
+
+            await nursery.start(run)
+            assert [c.name for c in runtime.root.which_children()] == ["journal", "mailer"]
+            assert runtime.context is not None
+            auth = runtime.context.auth
+            auth.passwords = Passwords(time_cost=1, memory_cost=1024)
+            with trio.fail_after(5):  # far below the 15 s the SMTP client waits for a greeting
+                user = await auth.register("alice", "alice@example.com", PASSWORD)
+            assert not user.email_verified
+            await smtp.connected.wait()  # the mailer is now stuck on the silent server
+            runtime.stop()
+            with trio.fail_after(5):  # the mailer child alone would get 5 s before being abandoned
+                await stopped.wait()
+            nursery.cancel_scope.cancel()
+    messages = log_records.messages()
+    assert not [m for m in messages if "did not stop within" in m]
+    warning = await wait_for_log(log_records, logging.WARNING, "was not mailed")
+    assert "verification token of alice to alice@example.com" in warning
+    assert "confirm it with `vareon user verify alice`" in warning
+
+
+async def test_without_smtp_there_is_no_mailer(make_config: Callable[..., Config]) -> None:
+    runtime = Runtime(make_config(), components=[])
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            assert runtime.context is not None and runtime.context.auth.mailer is None
+            assert [c.name for c in runtime.root.which_children()] == ["journal"]
+            runtime.stop()
 
 
 # -- the first admin ----------------------------------------------------------------------------
@@ -512,3 +603,143 @@ async def test_the_runtime_creates_the_bootstrap_admin_before_its_modules(
             pair = await auth.login("root", PASSWORD, None)
             assert auth.verify_access_token(pair.access_token).role is Role.ADMIN
             runtime.stop()
+
+
+# -- secrets stay out of errors and logs ---------------------------------------------------------
+
+
+async def test_a_refused_write_does_not_carry_the_password_hash(auth: Auth, store: Store) -> None:
+    # SQLAlchemy puts the statement's parameters in its messages unless told not to; a
+    # password hash in a logged traceback is a leak.
+    with trio.fail_after(TIMEOUT):
+        user = await auth.create_user("alice", None, PASSWORD, Role.VIEWER)
+        secret = await stored_hash(store, "alice")
+
+        def duplicate(session: Session) -> None:
+            now = user.created_at
+            session.add(
+                UserRecord(
+                    id=user.id, username="alice2", email=None, password_hash=secret,
+                    role="viewer", email_verified=True, is_active=True,
+                    created_at=now, updated_at=now,
+                )
+            )
+
+        with pytest.raises(StoreError) as info:
+            await store.write(duplicate)
+    shown = "".join(traceback.format_exception(info.value))
+    assert "IntegrityError" in shown  # the error itself is still told
+    assert secret not in shown and "argon2id" not in shown
+
+
+# -- parallel guesses and registrations --------------------------------------------------------
+
+
+class CountingPasswords(Passwords):
+    """The real (cheap) hasher, counting the password checks it makes."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024)
+        self.checks = 0
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        # verify_dummy (an unknown username) comes through here too.
+        self.checks += 1
+        return await super().verify(password_hash, password)
+
+
+@pytest.mark.parametrize("spread", ["one-user-many-addresses", "many-users-one-address"])
+async def test_parallel_guesses_get_no_more_checks_than_the_failure_limit(
+    make_config: Callable[..., Config], store: Store, spread: str
+) -> None:
+    passwords = CountingPasswords()
+    auth = Auth(make_config(AUTH_LOGIN_MAX_FAILURES="5"), store, passwords=passwords)
+    # Short delays between failures: the limit, not the clock, is under test.
+    auth.throttle = LoginThrottle(5, 300, base_delay=0.001, max_delay=0.002)
+    outcomes: list[str] = []
+
+    async def guess(n: int) -> None:
+        user, client = ("alice", f"10.0.{n}.1") if spread.startswith("one-user") else (f"u{n}", "10.0.0.1")
+        try:
+            await auth.login(user, f"guess number {n}", client)
+        except AuthenticationError:
+            outcomes.append("401")
+        except TooManyRequestsError:
+            outcomes.append("429")
+
+    with trio.fail_after(TIMEOUT):
+        await auth.create_user("alice", None, PASSWORD, Role.VIEWER)
+        async with trio.open_nursery() as nursery:
+            for n in range(50):
+                nursery.start_soon(guess, n)
+    assert passwords.checks == 5
+    assert sorted(outcomes) == ["401"] * 5 + ["429"] * 45
+
+
+async def test_registrations_per_address_are_limited(
+    make_config: Callable[..., Config], store: Store
+) -> None:
+    config = make_config(AUTH_REGISTRATION_MAX="2", AUTH_REGISTRATION_WINDOW="600")
+    auth = Auth(config, store, passwords=Passwords(time_cost=1, memory_cost=1024))
+    with trio.fail_after(TIMEOUT):
+        # Refused registrations that cost no hash do not count.
+        for _ in range(3):
+            with pytest.raises(InvalidRequestError):
+                await auth.register("x", "bad", PASSWORD, client="10.0.0.1")
+        await auth.register("ann", "ann@example.com", PASSWORD, client="10.0.0.1")
+        with pytest.raises(ConflictError):  # a taken name cost a hash: it counts
+            await auth.register("ann", "ann2@example.com", PASSWORD, client="10.0.0.1")
+        with pytest.raises(TooManyRequestsError, match=r"^too many accounts registered from this address; try again in \d+ s$") as info:
+            await auth.register("bea", "bea@example.com", PASSWORD, client="10.0.0.1")
+        assert 0 < info.value.retry_after <= 600
+        assert info.value.status == 429
+        # Another address, and the admin's own tools (no address), are not held up.
+        await auth.register("bea", "bea@example.com", PASSWORD, client="10.0.0.2")
+        await auth.register("cid", "cid@example.com", PASSWORD, client=None)
+        # IPv6 clients are counted by their /64: one host has millions of addresses.
+        await auth.register("dot", "dot@example.com", PASSWORD, client="2001:db8:1:2::1")
+        await auth.register("eve", "eve@example.com", PASSWORD, client="2001:db8:1:2::ffff")
+        with pytest.raises(TooManyRequestsError):
+            await auth.register("fay", "fay@example.com", PASSWORD, client="2001:db8:1:2:abcd::1")
+        await auth.register("fay", "fay@example.com", PASSWORD, client="2001:db8:1:3::1")
+
+
+async def test_parallel_registrations_cannot_pass_the_limit(
+    make_config: Callable[..., Config], store: Store
+) -> None:
+    config = make_config(AUTH_REGISTRATION_MAX="3")
+    auth = Auth(config, store, passwords=Passwords(time_cost=1, memory_cost=1024))
+    outcomes: list[str] = []
+
+    async def register(n: int) -> None:
+        try:
+            await auth.register(f"user{n}", f"user{n}@example.com", PASSWORD, client="10.0.0.9")
+            outcomes.append("201")
+        except TooManyRequestsError:
+            outcomes.append("429")
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(register, n)
+    assert sorted(outcomes) == ["201"] * 3 + ["429"] * 17
+
+
+async def test_a_full_mail_queue_refuses_with_a_log_line_not_an_error(log_records: Any) -> None:
+    config = load_config(None, environ={"VAREON_EMAIL_SMTP_HOST": "127.0.0.1"})
+    mailer = Mailer(config.email, queue_size=1)
+
+    def mail(name: str) -> Mail:
+        return Mail(
+            to=f"{name}@example.com", subject="s", body="secret token", what=f"the token of {name}",
+            remedy=f"confirm it with `vareon user verify {name}`",
+        )
+
+    mailer.submit(mail("ann"))
+    mailer.submit(mail("bob"))  # nobody sends: the queue is full
+    [error] = log_records.messages(logging.ERROR)
+    assert error == (
+        "the token of bob to bob@example.com was not mailed: 1 mails already wait for"
+        " 127.0.0.1:587; confirm it with `vareon user verify bob`"
+    )
+    assert "secret token" not in repr(mail("ann"))

@@ -1,4 +1,4 @@
-"""The login throttle: slower after each failure, then refused for a while, in trio time."""
+"""The login throttle and the registration limit, in trio time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from vareon_runtime.auth import LoginThrottle
+from vareon_runtime.auth import LoginThrottle, RateLimit
 from vareon_runtime.errors import TooManyRequestsError
 
 KEYS = ["user:alice", "addr:10.0.0.1"]
@@ -102,3 +102,86 @@ def test_bad_arguments_are_refused() -> None:
         LoginThrottle(0, 60)
     with pytest.raises(ValueError, match="lockout must be a positive number of seconds, not 0"):
         LoginThrottle(5, 0)
+
+
+async def test_attempts_on_a_key_go_one_at_a_time(autojump_clock: trio.testing.MockClock) -> None:
+    throttle = LoginThrottle(3, 60, base_delay=0.5, max_delay=4)
+    inside: list[str] = []
+    outcomes: list[str] = []
+
+    async def attempt(n: int, keys: list[str]) -> None:
+        try:
+            async with throttle.attempt(keys):
+                inside.append(f"in {n}")
+                await trio.sleep(1)  # the password check, during which others must wait
+                inside.append(f"out {n}")
+                throttle.failed(keys)
+            outcomes.append("failed")
+        except TooManyRequestsError:
+            outcomes.append("refused")
+
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            for n in range(10):
+                # Alternating key lists that share the address: the address serialises them all.
+                nursery.start_soon(attempt, n, [f"user:u{n % 2}", "addr:10.0.0.1"])
+                await trio.testing.wait_all_tasks_blocked()
+    # Never two inside at once, and only as many as the limit got in.
+    assert inside == [f"{what} {n}" for n in range(3) for what in ("in", "out")]
+    assert sorted(outcomes) == ["failed"] * 3 + ["refused"] * 7
+    assert not throttle._turns  # nothing left behind by the waiters
+
+
+async def test_a_cancelled_waiter_leaves_no_turn_behind(autojump_clock: trio.testing.MockClock) -> None:
+    throttle = LoginThrottle(3, 60)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+
+            async def hold() -> None:
+                async with throttle.attempt(["user:a"]):
+                    await trio.sleep(10)
+
+            async def wait_then_give_up() -> None:
+                with trio.move_on_after(1):
+                    async with throttle.attempt(["user:a"]):
+                        raise AssertionError("must still be waiting its turn")
+
+            nursery.start_soon(hold)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(wait_then_give_up)
+    assert not throttle._turns
+    assert await timed_wait(throttle, ["user:a"]) == 0
+
+
+# -- the registration limit ----------------------------------------------------------------------
+
+
+async def test_rate_limit_counts_within_a_sliding_window(autojump_clock: trio.testing.MockClock) -> None:
+    limit = RateLimit(2, 100, refusal="too many things from this address")
+    limit.take("addr:a")
+    await trio.sleep(30)
+    limit.take("addr:a")
+    with pytest.raises(TooManyRequestsError, match=r"^too many things from this address; try again in 70 s$") as info:
+        limit.take("addr:a")
+    assert info.value.retry_after == 70
+    limit.take("addr:b")  # other keys have their own budget
+    await trio.sleep(70)  # the first event leaves the window: one more fits
+    limit.take("addr:a")
+    with pytest.raises(TooManyRequestsError, match="try again in 30 s"):
+        limit.take("addr:a")
+
+
+async def test_rate_limit_memory_is_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    limit = RateLimit(1, 60, refusal="no", max_keys=100)
+    for n in range(1000):
+        limit.take(f"addr:{n}")
+    assert len(limit) <= 100
+    with pytest.raises(TooManyRequestsError):
+        limit.take("addr:999")  # the most recent keys are remembered
+
+
+def test_rate_limit_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="limit must be at least 1, not 0"):
+        RateLimit(0, 60, refusal="no")
+    with pytest.raises(ValueError, match="window must be a positive number of seconds, not 0"):
+        RateLimit(1, 0, refusal="no")

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from vareon_runtime.auth import Principal, Role, Tokens, load_signing_key
+from vareon_runtime.auth.tokens import TokenKind
 from vareon_runtime.config import Config, load_config
 from vareon_runtime.errors import AuthenticationError, ConfigError
 
@@ -141,6 +142,23 @@ def test_tampered_token_is_refused() -> None:
 def test_invalid_tokens_are_refused(token: str) -> None:
     with pytest.raises(AuthenticationError, match=r"^invalid token$"):
         tokens().verify_access(token)
+
+
+@pytest.mark.parametrize("kind", ["access", "refresh", "verify"])
+@pytest.mark.parametrize(
+    "token",
+    ["\ud800", "\u00e9.\u00e9.\u00e9", "eyJ0eXAiOiJKV1QifQ.e30.\udfff", "\x00", "\ufeffabc.def.ghi"],
+    ids=["lone-surrogate", "non-ascii-segments", "surrogate-signature", "nul", "bom"],
+)
+def test_non_ascii_tokens_are_invalid_not_a_crash(token: str, kind: TokenKind) -> None:
+    issuer = tokens()
+    with pytest.raises(AuthenticationError, match=r"^invalid token$"):
+        issuer.decode(token, kind)
+    # A real token with one non-ASCII character added is no token either.
+    good = issuer.issue_access("u1", "vera", Role.VIEWER)
+    for bad in (good + "\u00e9", good[:-1] + "\ud800"):
+        with pytest.raises(AuthenticationError, match=r"^invalid token$"):
+            issuer.verify_access(bad)
 
 
 def test_a_token_of_another_kind_is_refused() -> None:
