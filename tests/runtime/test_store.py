@@ -28,6 +28,21 @@ TIMEOUT = 30
 # The newest revision of the kernel's migration branch.
 KERNEL_HEAD = "0002_auth"
 
+
+def installed_heads() -> set[str]:
+    """The heads of every migration branch installed: the kernel's and the domains' (entry points)."""
+    from alembic.script import ScriptDirectory
+
+    from vareon_runtime.store.migrate import alembic_config
+
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Compare only tables this process has models for: installed domains add tables of their own."""
+    return not (type_ == "table" and reflected and compare_to is None)
+
+
 # An id far above what the sequence hands out, so PostgreSQL's sequence never collides with it.
 TAKEN_ID = 1_000_000
 
@@ -509,7 +524,7 @@ async def test_migrations_match_the_models(database_url: str) -> None:
         from alembic.migration import MigrationContext
 
         connection = session.connection()
-        context = MigrationContext.configure(connection)
+        context = MigrationContext.configure(connection, opts={"include_object": modelled})
         inspector = inspect(connection)
         return {
             "tables": set(inspector.get_table_names()),
@@ -528,7 +543,7 @@ async def test_migrations_match_the_models(database_url: str) -> None:
             assert await store.read(event_ids) == {first_id}
     assert {"events", "users", "refresh_tokens", "alembic_version"} <= first["tables"]
     assert "ix_events_source_time" in first["indexes"]
-    assert first["heads"] == {KERNEL_HEAD}
+    assert KERNEL_HEAD in first["heads"] and first["heads"] == installed_heads()
     assert first["diff"] == []
     assert second == first
 
@@ -588,7 +603,7 @@ async def test_domain_migrations_come_from_entry_points(
             tables, heads = await store.read(schema)
     assert {"events", "demo_things"} <= tables
     # The demo branch depends on the kernel's first revision: the kernel's head stays a head.
-    assert heads == {"0001_demo", KERNEL_HEAD}
+    assert {"0001_demo", KERNEL_HEAD} <= heads and heads == installed_heads()
 
 
 async def test_duplicate_migration_entry_points_are_refused(

@@ -1,0 +1,67 @@
+"""Myntrix: agents (programs the runtime keeps alive as supervised OS processes).
+
+The web front reaches the domain through the registry: ``await agents_of(ctx.registry)`` answers
+the :class:`Agents` face of the running module (see :mod:`actors.myntrix.component`).
+"""
+
+from actors.myntrix.agent import AgentActor as AgentActor
+from actors.myntrix.agent import ProcessTable as ProcessTable
+from actors.myntrix.agents import Agents as Agents
+from actors.myntrix.agents import check_runnable as check_runnable
+from actors.myntrix.component import MYNTRIX_NAME as MYNTRIX_NAME
+from actors.myntrix.component import Myntrix as Myntrix
+from actors.myntrix.component import agents_of as agents_of
+from actors.myntrix.component import myntrix_component as myntrix_component
+from actors.myntrix.messages import GetAgentLogs as GetAgentLogs
+from actors.myntrix.messages import GetAgents as GetAgents
+from actors.myntrix.messages import GetAgentState as GetAgentState
+from actors.myntrix.messages import ReleaseAgent as ReleaseAgent
+from actors.myntrix.messages import RenameAgent as RenameAgent
+from actors.myntrix.messages import RestartAgent as RestartAgent
+from actors.myntrix.messages import StartAgent as StartAgent
+from actors.myntrix.messages import StopAgent as StopAgent
+from actors.myntrix.models import AgentLogRecord as AgentLogRecord
+from actors.myntrix.models import AgentRecord as AgentRecord
+from actors.myntrix.schemas import Agent as Agent
+from actors.myntrix.schemas import AgentConfig as AgentConfig
+from actors.myntrix.schemas import AgentCreate as AgentCreate
+from actors.myntrix.schemas import AgentLogLine as AgentLogLine
+from actors.myntrix.schemas import AgentPage as AgentPage
+from actors.myntrix.schemas import AgentStatus as AgentStatus
+from actors.myntrix.schemas import AgentUpdate as AgentUpdate
+from actors.myntrix.schemas import DesiredState as DesiredState
+from actors.myntrix.schemas import Heartbeat as Heartbeat
+from actors.myntrix.schemas import RestartType as RestartType
+from actors.myntrix.settings import MyntrixSettings as MyntrixSettings
+
+__all__ = [
+    "MYNTRIX_NAME",
+    "Agent",
+    "AgentActor",
+    "AgentConfig",
+    "AgentCreate",
+    "AgentLogLine",
+    "AgentLogRecord",
+    "AgentPage",
+    "AgentRecord",
+    "AgentStatus",
+    "AgentUpdate",
+    "Agents",
+    "DesiredState",
+    "GetAgentLogs",
+    "GetAgentState",
+    "GetAgents",
+    "Heartbeat",
+    "Myntrix",
+    "MyntrixSettings",
+    "ProcessTable",
+    "ReleaseAgent",
+    "RenameAgent",
+    "RestartAgent",
+    "RestartType",
+    "StartAgent",
+    "StopAgent",
+    "agents_of",
+    "check_runnable",
+    "myntrix_component",
+]

@@ -1,0 +1,455 @@
+"""``Agents``: the Myntrix agents domain as the web front (and tests, and the CLI) use it.
+
+Each method is safe to call from many tasks at once. Reads (``get``, ``list``) come from the
+``agents`` table, which every agent actor updates at each transition, so a listing is never held
+up by an agent that is busy stopping. Lifecycle requests (``start``, ``stop``, ``restart``) are
+messages to the agent's actor, which answers once the change is persisted. ``create``,
+``update`` and ``delete`` write the row and add, replace or remove the actor under the module's
+``agents`` supervisor.
+
+Refusals are the kernel's ``ServiceError`` subclasses, which the web front maps to HTTP:
+``NotFoundError`` (404) for an unknown id, ``ConflictError`` (409) for a start of a running agent
+or a stop of a stopped one, ``InvalidRequestError`` (422) for a configuration that cannot run,
+with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import trio
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from drivers import (
+    BadWorkingDirectoryError,
+    ProcessBrokenError,
+    ProcessConfigError,
+    reap_orphan_group,
+    validate_command,
+)
+from drivers.process import KILL_TIMEOUT
+from vareon_runtime.actor import ActorRef
+from vareon_runtime.bus import EventBus
+from vareon_runtime.clock import utcnow
+from vareon_runtime.errors import (
+    ActorStoppedError,
+    AskTimeoutError,
+    InvalidRequestError,
+    NotFoundError,
+    UnknownChildError,
+)
+from vareon_runtime.store import Store
+from vareon_runtime.supervisor import ChildSpec, ChildStatus, Restart, Supervisor
+
+from .agent import AgentActor, ProcessTable, agent_env
+from .messages import (
+    GetAgentLogs,
+    GetAgentState,
+    ReleaseAgent,
+    RenameAgent,
+    RestartAgent,
+    StartAgent,
+    StopAgent,
+)
+from .models import AgentLogRecord, AgentRecord, agent_from_record
+from .output import read_logs
+from .schemas import (
+    Agent,
+    AgentConfig,
+    AgentCreate,
+    AgentLogLine,
+    AgentPage,
+    AgentStatus,
+    AgentUpdate,
+    DesiredState,
+)
+from .settings import MyntrixSettings
+
+__all__ = ["LIST_LIMIT_MAX", "LOG_TAIL_MAX", "Agents", "check_runnable"]
+
+log = logging.getLogger("vareon.myntrix.agents")
+
+LIST_LIMIT_MAX = 500
+LOG_TAIL_MAX = 10_000
+_ASK = 5.0  # seconds for requests that do not wait for a process to stop
+_LOGS_ASK = 1.0  # an agent busy stopping answers logs from the database instead
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_runnable(config: AgentConfig) -> None:
+    """Refuse a configuration whose command cannot run on this host, saying why.
+
+    Raises:
+        InvalidRequestError: no such executable, not executable, or a bad working directory;
+            ``details`` names the field and the reason.
+    """
+    try:
+        validate_command(config.command, cwd=config.cwd, env=agent_env(config))
+    except ProcessConfigError as exc:
+        field = "configuration.cwd" if isinstance(exc, BadWorkingDirectoryError) else "configuration.command"
+        hint = ""
+        if field == "configuration.command" and len(config.command) == 1 and " " in config.command[0]:
+            hint = f" (the command is an argv list: did you mean {config.command[0].split()!r}?)"
+        raise InvalidRequestError(
+            f"the configuration cannot run: {exc}{hint}", details={"field": field, "reason": str(exc)}
+        ) from exc
+
+
+def _parse(model: type[M], data: M | Mapping[str, Any]) -> M:
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(
+            f"invalid {model.__name__}: {exc.error_count()} error(s)",
+            details=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from exc
+
+
+def _agent_id(agent_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(agent_id)))
+    except ValueError:
+        raise NotFoundError(f"no agent has the id {agent_id!r} (agent ids are UUIDs)") from None
+
+
+def _stop_budget(config: AgentConfig) -> float:
+    """Seconds a request that may stop the process can take: stop timeout, SIGKILL, slack."""
+    return config.stop_timeout + KILL_TIMEOUT + 5.0
+
+
+class Agents:
+    """The agents of one runtime.
+
+    Args:
+        store: the runtime's store.
+        supervisor: the module's ``agents`` supervisor (one_for_one, no supervisor-wide limit);
+            it registers each actor as ``agent/<uuid>``.
+        bus: where the actors publish.
+        settings: the module's tunables.
+        processes: the module's table of live processes.
+        rng: randomness for backoff jitter (tests pass a seeded one).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        supervisor: Supervisor,
+        bus: EventBus,
+        *,
+        settings: MyntrixSettings | None = None,
+        processes: ProcessTable | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.supervisor = supervisor
+        self.bus = bus
+        self.settings = settings or MyntrixSettings()
+        self.processes = processes if processes is not None else ProcessTable()
+        self._rng = rng or random.Random()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, agent_id: str) -> Agent:
+        """One agent.
+
+        Raises:
+            NotFoundError: no agent has that id.
+        """
+        agent_id = _agent_id(agent_id)
+        agent = await self.store.read(_read_agent(agent_id))
+        if agent is None:
+            raise NotFoundError(f"no agent has the id {agent_id!r}")
+        return agent
+
+    async def list(self, *, limit: int = 50, offset: int = 0, status: str | None = None) -> AgentPage:
+        """A page of agents, oldest first, and the total (``status`` filters).
+
+        Raises:
+            InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, or an unknown status.
+        """
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise InvalidRequestError(f"limit must be between 1 and {LIST_LIMIT_MAX}, not {limit!r}")
+        if offset < 0:
+            raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
+        if status is not None:
+            try:
+                status = AgentStatus(status).value
+            except ValueError:
+                known = ", ".join(s.value for s in AgentStatus)
+                raise InvalidRequestError(f"status must be one of {known}, not {status!r}") from None
+
+        def page(session: Session) -> AgentPage:
+            query = select(AgentRecord)
+            count = select(func.count()).select_from(AgentRecord)
+            if status is not None:
+                query = query.where(AgentRecord.status == status)
+                count = count.where(AgentRecord.status == status)
+            rows = session.scalars(
+                query.order_by(AgentRecord.created_at, AgentRecord.id).limit(limit).offset(offset)
+            ).all()
+            return AgentPage([agent_from_record(row) for row in rows], session.scalar(count) or 0)
+
+        return await self.store.read(page)
+
+    async def logs(self, agent_id: str, *, tail: int = 100) -> list[AgentLogLine]:
+        """The agent's last ``tail`` captured lines, oldest first.
+
+        Raises:
+            NotFoundError: no agent has that id.
+            InvalidRequestError: ``tail`` outside 1..10000.
+        """
+        if not 1 <= tail <= LOG_TAIL_MAX:
+            raise InvalidRequestError(f"tail must be between 1 and {LOG_TAIL_MAX}, not {tail!r}")
+        agent = await self.get(agent_id)
+        try:
+            ref = await self._ref(agent.id)
+            lines: list[AgentLogLine] = await ref.ask(GetAgentLogs(tail=tail), timeout=_LOGS_ASK)
+            return lines
+        except (AskTimeoutError, ActorStoppedError):
+            # Busy stopping its process, or gone: what is persisted (up to a flush interval old).
+            return await self.store.read(read_logs(agent.id, tail))
+
+    # ------------------------------------------------------------------ changes
+
+    async def create(self, data: AgentCreate | Mapping[str, Any]) -> Agent:
+        """Add an agent (stopped) and its actor.
+
+        Raises:
+            InvalidRequestError: invalid fields, or a configuration that cannot run (with the reason).
+        """
+        request = _parse(AgentCreate, data)
+        check_runnable(request.configuration)
+        agent_id = str(uuid.uuid4())
+        now = utcnow()
+        configuration = request.configuration.model_dump(mode="json")
+
+        def insert(session: Session) -> None:
+            session.add(
+                AgentRecord(
+                    id=agent_id,
+                    name=request.name,
+                    type=request.type,
+                    status=AgentStatus.STOPPED.value,
+                    health=0,
+                    configuration=configuration,
+                    desired_state=DesiredState.STOPPED.value,
+                    restarts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+        await self.store.write(insert)
+        await self.start_actor(agent_id)
+        log.info("agent %s (%s) created", agent_id, request.name)
+        return await self.get(agent_id)
+
+    async def update(self, agent_id: str, data: AgentUpdate | Mapping[str, Any]) -> Agent:
+        """Change an agent's name, type or configuration.
+
+        A new configuration replaces the agent's actor: a running process is stopped and started
+        again with it; the desired state is kept.
+
+        Raises:
+            NotFoundError: no agent has that id.
+            InvalidRequestError: invalid fields, or a configuration that cannot run.
+        """
+        current = await self.get(agent_id)
+        request = _parse(AgentUpdate, data)
+        if request.configuration is not None:
+            check_runnable(request.configuration)
+        name = request.name if request.name is not None else current.name
+        kind = request.type if request.type is not None else current.type
+        reconfigure = request.configuration is not None and request.configuration != current.configuration
+        values: dict[str, Any] = {"name": name, "type": kind, "updated_at": utcnow()}
+        if reconfigure:
+            assert request.configuration is not None
+            values["configuration"] = request.configuration.model_dump(mode="json")
+
+        def change(session: Session) -> None:
+            session.execute(update(AgentRecord).where(AgentRecord.id == current.id).values(**values))
+
+        if reconfigure:
+            # The actor reads its configuration when it starts: replace it. Its on_stop stops the
+            # process; the next one starts it again if the desired state is running.
+            await self._stop_actor(current.id, current.configuration)
+            await self.store.write(change)
+            await self.start_actor(current.id)
+        else:
+            await self.store.write(change)
+            if (name, kind) != (current.name, current.type):
+                ref = await self._ref(current.id)
+                await ref.ask(RenameAgent(name=name, type=kind), timeout=_ASK)
+        return await self.get(current.id)
+
+    async def delete(self, agent_id: str) -> None:
+        """Stop the agent's process, remove its actor, and delete its row and captured output.
+
+        Raises:
+            NotFoundError: no agent has that id.
+        """
+        current = await self.get(agent_id)
+        await self._stop_actor(current.id, current.configuration, forget=True)
+
+        def remove(session: Session) -> None:
+            session.execute(delete(AgentLogRecord).where(AgentLogRecord.agent_id == current.id))
+            session.execute(delete(AgentRecord).where(AgentRecord.id == current.id))
+
+        await self.store.write(remove)
+        log.info("agent %s (%s) deleted", current.id, current.name)
+
+    async def start(self, agent_id: str) -> Agent:
+        """Start the agent's process; its desired state becomes running.
+
+        Raises:
+            NotFoundError: no agent has that id.
+            ConflictError: it is already running.
+            InvalidRequestError: its configuration cannot run (any more); the agent is ``error``.
+        """
+        return await self._lifecycle(agent_id, StartAgent())
+
+    async def stop(self, agent_id: str) -> Agent:
+        """Stop the agent's process (SIGTERM to its group, stop timeout, SIGKILL).
+
+        Raises:
+            NotFoundError: no agent has that id.
+            ConflictError: it is already stopped.
+        """
+        return await self._lifecycle(agent_id, StopAgent())
+
+    async def restart(self, agent_id: str) -> Agent:
+        """Stop the agent's process if it runs, then start it; restart counts start afresh.
+
+        Raises:
+            NotFoundError: no agent has that id.
+            InvalidRequestError: its configuration cannot run (any more).
+        """
+        return await self._lifecycle(agent_id, RestartAgent())
+
+    async def state(self, agent_id: str) -> Agent:
+        """The agent as its actor sees it this instant (the row may lag by one write)."""
+        current = await self.get(agent_id)
+        ref = await self._ref(current.id)
+        state: Agent = await ref.ask(GetAgentState(), timeout=_stop_budget(current.configuration))
+        return state
+
+    # ------------------------------------------------------------------ actors
+
+    async def boot(self) -> None:
+        """Bring every agent back: stop what a crashed runtime left, then start every actor
+        (each starts its process if its desired state is running)."""
+        rows = await self.store.read(_identities)
+        orphans = [(agent_id, pid, ctime, timeout) for agent_id, pid, ctime, timeout in rows if pid is not None]
+        if orphans:
+            async with trio.open_nursery() as nursery:
+                for agent_id, pid, ctime, timeout in orphans:
+                    nursery.start_soon(self._reap, agent_id, pid, ctime, timeout)
+            ids = [agent_id for agent_id, *_ in orphans]
+
+            def forget_pids(session: Session) -> None:
+                session.execute(
+                    update(AgentRecord).where(AgentRecord.id.in_(ids)).values(pid=None, process_create_time=None)
+                )
+
+            await self.store.write(forget_pids)
+        for agent_id, *_ in rows:
+            try:
+                await self.start_actor(agent_id)
+            except Exception:
+                # One broken agent must not keep the others down; a request retries its actor.
+                log.exception("agent %s: its actor did not start", agent_id)
+
+    async def start_actor(self, agent_id: str) -> ActorRef:
+        """Start the actor of an agent whose row exists (its process if desired running)."""
+        config = await self.store.read(_read_config(agent_id))
+        if config is None:
+            raise NotFoundError(f"no agent has the id {agent_id!r}")
+        store, bus, settings, processes, rng = self.store, self.bus, self.settings, self.processes, self._rng
+
+        def factory() -> AgentActor:
+            return AgentActor(agent_id, store=store, bus=bus, settings=settings, processes=processes, rng=rng)
+
+        spec = ChildSpec(
+            f"agent/{agent_id}",
+            factory,
+            restart=Restart.PERMANENT,
+            shutdown=_stop_budget(config),
+            max_restarts=settings.actor_max_restarts,
+            period=settings.actor_period,
+        )
+        ref = await self.supervisor.start_child(spec)
+        assert isinstance(ref, ActorRef)
+        return ref
+
+    async def _reap(self, agent_id: str, pid: int, create_time: float | None, timeout: float) -> None:
+        try:
+            if await reap_orphan_group(pid, create_time, timeout=timeout):
+                log.warning("agent %s: stopped pid %d left running by a previous runtime", agent_id, pid)
+        except ProcessBrokenError as exc:
+            log.error("agent %s: %s", agent_id, exc)
+
+    async def _ref(self, agent_id: str) -> ActorRef:
+        """The agent's actor, started again if it failed or never started."""
+        name = f"agent/{agent_id}"
+        try:
+            info = self.supervisor.child(name)
+        except UnknownChildError:
+            return await self.start_actor(agent_id)
+        if info.status in (ChildStatus.FAILED, ChildStatus.STOPPED):
+            ref = await self.supervisor.restart_child(name)
+            assert isinstance(ref, ActorRef)
+            return ref
+        return self.supervisor.ref(name)
+
+    async def _lifecycle(self, agent_id: str, message: StartAgent | StopAgent | RestartAgent) -> Agent:
+        current = await self.get(agent_id)
+        ref = await self._ref(current.id)
+        # Queued behind another stop, a stop may wait two stop budgets.
+        reply: Agent = await ref.ask(message, timeout=2 * _stop_budget(current.configuration))
+        return reply
+
+    async def _stop_actor(self, agent_id: str, config: AgentConfig, *, forget: bool = False) -> None:
+        name = f"agent/{agent_id}"
+        if name not in self.supervisor:
+            return
+        try:
+            await self.supervisor.ref(name).ask(ReleaseAgent(), timeout=2 * _stop_budget(config))
+        except (ActorStoppedError, UnknownChildError):
+            pass  # not running: nothing to release
+        await self.supervisor.delete_child(name)
+
+
+def _read_agent(agent_id: str) -> Callable[[Session], Agent | None]:
+    def read(session: Session) -> Agent | None:
+        row = session.get(AgentRecord, agent_id)
+        return agent_from_record(row) if row is not None else None
+
+    return read
+
+
+def _read_config(agent_id: str) -> Callable[[Session], AgentConfig | None]:
+    def read(session: Session) -> AgentConfig | None:
+        configuration = session.scalar(select(AgentRecord.configuration).where(AgentRecord.id == agent_id))
+        return AgentConfig.model_validate(configuration) if configuration is not None else None
+
+    return read
+
+
+def _identities(session: Session) -> list[tuple[str, int | None, float | None, float]]:
+    rows = session.execute(
+        select(AgentRecord.id, AgentRecord.pid, AgentRecord.process_create_time, AgentRecord.configuration)
+        .order_by(AgentRecord.created_at, AgentRecord.id)
+    ).all()
+    return [
+        (agent_id, pid, ctime, float((configuration or {}).get("stop_timeout", 5.0)))
+        for agent_id, pid, ctime, configuration in rows
+    ]

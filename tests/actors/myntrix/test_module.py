@@ -1,0 +1,120 @@
+"""The Myntrix module in a real runtime: entry points, migrations, the registry face, restarts."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import trio
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
+import actors.myntrix.models  # noqa: F401  (the agents tables belong to Base.metadata)
+from actors.myntrix import Agents, AgentStatus, DesiredState, agents_of, myntrix_component
+from vareon_runtime.config import load_config
+from vareon_runtime.errors import NotRegisteredError
+from vareon_runtime.registry import Registry
+from vareon_runtime.runtime import Runtime
+from vareon_runtime.store import Base, Store
+
+TIMEOUT = 30.0
+MYNTRIX_TABLES = {"agents", "agent_logs"}
+
+
+@pytest.mark.parametrize("package", ["drivers", "actors.myntrix"])
+def test_package_face_lists_every_public_name(package: str) -> None:
+    module = importlib.import_module(package)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, type(module)) and name != "annotations"
+    }
+    assert public <= set(module.__all__), f"{package}.__all__ misses {sorted(public - set(module.__all__))}"
+    assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_the_module_is_installed_as_entry_points() -> None:
+    components = {point.name: point.value for point in entry_points(group="vareon.components")}
+    migrations = {point.name: point.value for point in entry_points(group="vareon.migrations")}
+    assert components["myntrix"] == "actors.myntrix.component:myntrix_component"
+    assert migrations["myntrix"] == "actors.myntrix.migrations"
+
+
+async def test_migrations_match_the_models(database_url: str) -> None:
+    def schema(session: Session) -> dict[str, Any]:
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        connection = session.connection()
+
+        def ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+            table = obj if type_ == "table" else getattr(obj, "table", None)
+            return table is None or table.name in MYNTRIX_TABLES
+
+        context = MigrationContext.configure(connection, opts={"include_object": ours})
+        inspector = inspect(connection)
+        return {
+            "tables": set(inspector.get_table_names()),
+            "heads": set(context.get_current_heads()),
+            "indexes": {index["name"] for index in inspector.get_indexes("agent_logs")},
+            "foreign_keys": [(fk["name"], fk["options"]) for fk in inspector.get_foreign_keys("agent_logs")],
+            "diff": [repr(diff) for diff in compare_metadata(context, Base.metadata)],
+        }
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            store: Store = await nursery.start(Store(database_url).run)
+            found = await store.read(schema)
+            await store.close()
+    assert MYNTRIX_TABLES <= found["tables"]
+    assert {"0001_myntrix", "0002_auth"} <= found["heads"]
+    assert "ix_agent_logs_agent_id_id" in found["indexes"]
+    assert found["foreign_keys"] == [("fk_agent_logs_agent_id_agents", {"ondelete": "CASCADE"})]
+    assert found["diff"] == []
+
+
+async def test_agents_of_needs_the_module_running() -> None:
+    with pytest.raises(NotRegisteredError, match="no actor is registered as 'myntrix'"):
+        await agents_of(Registry())
+
+
+async def test_a_runtime_restart_brings_running_agents_back(tmp_path: Path) -> None:
+    """`vareon run` twice on the same data: the agent whose desired state was running runs again."""
+    config = load_config(None, environ={"VAREON_RUNTIME_DATA_DIR": str(tmp_path / "data")})
+    script = tmp_path / "agent.py"
+    script.write_text("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+
+    async def run_once(check: Any) -> Any:
+        runtime = Runtime(config, components=[myntrix_component])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            assert runtime.context is not None
+            try:
+                return await check(await agents_of(runtime.context.registry))
+            finally:
+                runtime.stop()
+
+    async def first(agents: Agents) -> tuple[str, int | None, str]:
+        agent = await agents.create({"name": "keeper", "configuration": {"command": [sys.executable, str(script)]}})
+        idle = await agents.create({"name": "idle", "configuration": {"command": [sys.executable, str(script)]}})
+        started = await agents.start(agent.id)
+        assert started.status is AgentStatus.RUNNING
+        return agent.id, started.pid, idle.id
+
+    with trio.fail_after(TIMEOUT):
+        agent_id, old_pid, idle_id = await run_once(first)
+
+        async def second(agents: Agents) -> None:
+            back = await agents.get(agent_id)
+            assert back.status is AgentStatus.RUNNING and back.desired_state is DesiredState.RUNNING
+            assert back.pid is not None and back.pid != old_pid
+            assert old_pid is not None and not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+            assert (await agents.get(idle_id)).status is AgentStatus.STOPPED
+            assert (await agents.state(agent_id)).pid == back.pid
+
+        await run_once(second)
