@@ -41,6 +41,7 @@ __all__ = [
     "Config",
     "DatabaseConfig",
     "EmailConfig",
+    "MyntrixConfig",
     "RuntimeConfig",
     "ServerConfig",
     "SupervisorConfig",
@@ -386,6 +387,29 @@ class EmailConfig(BaseModel):
     _check_env_name = field_validator("password_env")(_env_var_name)
 
 
+class MyntrixConfig(BaseModel):
+    """``[myntrix]``: agents and host monitoring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics_interval: float = Field(
+        5.0, gt=0, description="Seconds between two samples of the host's CPU, memory, disk and load."
+    )
+    metrics_history: int = Field(
+        720,
+        ge=1,
+        description=(
+            "Samples of host metrics kept in memory for the history (720 at 5 s is one hour);"
+            " the oldest is dropped."
+        ),
+    )
+    agent_log_lines: int = Field(
+        5000,
+        ge=1,
+        description="Output lines kept in the database per agent; older lines are pruned.",
+    )
+
+
 class Config(BaseModel):
     """The whole configuration: one attribute per ``config.toml`` section."""
 
@@ -410,6 +434,9 @@ class Config(BaseModel):
     )
     email: EmailConfig = Field(
         default_factory=EmailConfig, description="Outgoing mail for account verification."
+    )
+    myntrix: MyntrixConfig = Field(
+        default_factory=MyntrixConfig, description="Agents and host monitoring (Myntrix)."
     )
 
     # Absolute path of the file this was loaded from; None for defaults or a model built in code.

@@ -39,7 +39,7 @@ from werkzeug.routing.rules import Rule
 from vareon_runtime.auth import Role
 from vareon_runtime.component import RuntimeContext
 
-from . import auth, system, websocket
+from . import auth, myntrix, system, websocket
 from .context import install_context
 from .errors import install_error_handlers
 from .permissions import access_of, install_permissions, public
@@ -53,6 +53,7 @@ BLUEPRINTS: tuple[tuple[Blueprint, str], ...] = (
     (system.blueprint, "system"),
     (auth.blueprint, "auth"),
     (websocket.blueprint, "websocket"),
+    (myntrix.blueprint, "myntrix"),
 )
 
 DOCS_STATIC = "/docs/static"

@@ -1,7 +1,10 @@
-"""Myntrix: agents (programs the runtime keeps alive as supervised OS processes).
+"""Myntrix: agents (programs the runtime keeps alive as supervised OS processes), host metrics,
+jobs.
 
 The web front reaches the domain through the registry: ``await agents_of(ctx.registry)`` answers
-the :class:`Agents` face of the running module (see :mod:`actors.myntrix.component`).
+the :class:`Agents` face of the running module (see :mod:`actors.myntrix.component`), and
+``await jobs_of(ctx.registry)`` the :class:`Jobs` face, ``await sampler_of(ctx.registry)`` its
+host metrics sampler.
 """
 
 from actors.myntrix.agent import AgentActor as AgentActor
@@ -11,10 +14,16 @@ from actors.myntrix.agents import check_runnable as check_runnable
 from actors.myntrix.component import MYNTRIX_NAME as MYNTRIX_NAME
 from actors.myntrix.component import Myntrix as Myntrix
 from actors.myntrix.component import agents_of as agents_of
+from actors.myntrix.component import jobs_of as jobs_of
 from actors.myntrix.component import myntrix_component as myntrix_component
+from actors.myntrix.component import sampler_of as sampler_of
+from actors.myntrix.jobs import Jobs as Jobs
 from actors.myntrix.messages import GetAgentLogs as GetAgentLogs
 from actors.myntrix.messages import GetAgents as GetAgents
 from actors.myntrix.messages import GetAgentState as GetAgentState
+from actors.myntrix.messages import GetJobs as GetJobs
+from actors.myntrix.messages import GetMetricsSampler as GetMetricsSampler
+from actors.myntrix.messages import GetSystemMetrics as GetSystemMetrics
 from actors.myntrix.messages import ReleaseAgent as ReleaseAgent
 from actors.myntrix.messages import RenameAgent as RenameAgent
 from actors.myntrix.messages import RestartAgent as RestartAgent
@@ -22,6 +31,7 @@ from actors.myntrix.messages import StartAgent as StartAgent
 from actors.myntrix.messages import StopAgent as StopAgent
 from actors.myntrix.models import AgentLogRecord as AgentLogRecord
 from actors.myntrix.models import AgentRecord as AgentRecord
+from actors.myntrix.models import JobRecord as JobRecord
 from actors.myntrix.schemas import Agent as Agent
 from actors.myntrix.schemas import AgentConfig as AgentConfig
 from actors.myntrix.schemas import AgentCreate as AgentCreate
@@ -30,8 +40,16 @@ from actors.myntrix.schemas import AgentPage as AgentPage
 from actors.myntrix.schemas import AgentStatus as AgentStatus
 from actors.myntrix.schemas import AgentUpdate as AgentUpdate
 from actors.myntrix.schemas import DesiredState as DesiredState
+from actors.myntrix.sampler import MetricsSampler as MetricsSampler
+from actors.myntrix.schemas import DiskMetrics as DiskMetrics
 from actors.myntrix.schemas import Heartbeat as Heartbeat
+from actors.myntrix.schemas import Job as Job
+from actors.myntrix.schemas import JobPage as JobPage
+from actors.myntrix.schemas import JobStatus as JobStatus
+from actors.myntrix.schemas import MemoryMetrics as MemoryMetrics
 from actors.myntrix.schemas import RestartType as RestartType
+from actors.myntrix.schemas import SystemMetrics as SystemMetrics
+from actors.myntrix.schemas import SystemSample as SystemSample
 from actors.myntrix.settings import MyntrixSettings as MyntrixSettings
 
 __all__ = [
@@ -48,10 +66,21 @@ __all__ = [
     "AgentUpdate",
     "Agents",
     "DesiredState",
+    "DiskMetrics",
     "GetAgentLogs",
     "GetAgentState",
     "GetAgents",
+    "GetJobs",
+    "GetMetricsSampler",
+    "GetSystemMetrics",
     "Heartbeat",
+    "Job",
+    "JobPage",
+    "JobRecord",
+    "JobStatus",
+    "Jobs",
+    "MemoryMetrics",
+    "MetricsSampler",
     "Myntrix",
     "MyntrixSettings",
     "ProcessTable",
@@ -61,7 +90,11 @@ __all__ = [
     "RestartType",
     "StartAgent",
     "StopAgent",
+    "SystemMetrics",
+    "SystemSample",
     "agents_of",
     "check_runnable",
+    "jobs_of",
     "myntrix_component",
+    "sampler_of",
 ]

@@ -11,6 +11,10 @@ Refusals are the kernel's ``ServiceError`` subclasses, which the web front maps 
 ``NotFoundError`` (404) for an unknown id, ``ConflictError`` (409) for a start of a running agent
 or a stop of a stopped one, ``InvalidRequestError`` (422) for a configuration that cannot run,
 with the reason.
+
+Every ``start``, ``stop`` and ``restart`` is a row in ``jobs`` (:class:`~actors.myntrix.jobs.Jobs`):
+running while the agent's actor works on it, then completed with the agent's new status and pid,
+or failed with the refusal or error.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ from vareon_runtime.errors import (
     InvalidRequestError,
     NotFoundError,
     UnknownChildError,
+    VareonError,
 )
 from vareon_runtime.store import Store
 from vareon_runtime.supervisor import ChildSpec, ChildStatus, Restart, Supervisor
 
 from .agent import AgentActor, ProcessTable, agent_env
+from .jobs import Jobs
 from .messages import (
     GetAgentLogs,
     GetAgentState,
@@ -68,6 +74,7 @@ from .schemas import (
     AgentStatus,
     AgentUpdate,
     DesiredState,
+    JobStatus,
 )
 from .settings import MyntrixSettings
 
@@ -137,6 +144,7 @@ class Agents:
         settings: the module's tunables.
         processes: the module's table of live processes.
         rng: randomness for backoff jitter (tests pass a seeded one).
+        jobs: where start, stop and restart are reported (a :class:`Jobs` on ``store`` if None).
     """
 
     def __init__(
@@ -148,8 +156,10 @@ class Agents:
         settings: MyntrixSettings | None = None,
         processes: ProcessTable | None = None,
         rng: random.Random | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self.store = store
+        self.jobs = jobs if jobs is not None else Jobs(store)
         self.supervisor = supervisor
         self.bus = bus
         self.settings = settings or MyntrixSettings()
@@ -412,10 +422,35 @@ class Agents:
 
     async def _lifecycle(self, agent_id: str, message: StartAgent | StopAgent | RestartAgent) -> Agent:
         current = await self.get(agent_id)
-        ref = await self._ref(current.id)
-        # Queued behind another stop, a stop may wait two stop budgets.
-        reply: Agent = await ref.ask(message, timeout=2 * _stop_budget(current.configuration))
+        action = {StartAgent: "start", StopAgent: "stop", RestartAgent: "restart"}[type(message)]
+        job = await self.jobs.create(
+            f"{action} agent {current.name}",
+            f"agent.{action}",
+            status=JobStatus.RUNNING,
+            details={"agentId": current.id, "action": action},
+        )
+        try:
+            ref = await self._ref(current.id)
+            # Queued behind another stop, a stop may wait two stop budgets.
+            reply: Agent = await ref.ask(message, timeout=2 * _stop_budget(current.configuration))
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):  # a cancelled request still leaves its outcome
+                await self._report(job.id, ok=False, note=f"{type(exc).__name__}: {exc}")
+            raise
+        await self._report(
+            job.id,
+            ok=True,
+            note=f"agent {reply.status.value}" + (f", pid {reply.pid}" if reply.pid is not None else ""),
+            details={"status": reply.status.value, "pid": reply.pid},
+        )
         return reply
+
+    async def _report(self, job_id: str, *, ok: bool, note: str, details: dict[str, Any] | None = None) -> None:
+        """Finish a lifecycle job; a store that fails here does not undo what the agent did."""
+        try:
+            await self.jobs.finish(job_id, ok=ok, log=note, details=details)
+        except VareonError as exc:
+            log.error("job %s: its outcome (%s) was not recorded: %s", job_id, note, exc)
 
     async def _stop_actor(self, agent_id: str, config: AgentConfig, *, forget: bool = False) -> None:
         name = f"agent/{agent_id}"

@@ -11,7 +11,9 @@ The agent's actor sends itself :class:`ProcessExited`, :class:`HeartbeatMissed` 
 message loop. Each carries the ``generation`` of the process it is about; a message about an
 earlier process (one a user already stopped or replaced) is ignored.
 
-To the module (``myntrix`` in the registry): :class:`GetAgents`.
+To the module (``myntrix`` in the registry): :class:`GetAgents`, :class:`GetJobs`,
+:class:`GetMetricsSampler`.
+To the host metrics sampler: :class:`GetSystemMetrics`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ __all__ = [
     "GetAgentLogs",
     "GetAgentState",
     "GetAgents",
+    "GetJobs",
+    "GetMetricsSampler",
+    "GetSystemMetrics",
     "HeartbeatMissed",
     "ProcessExited",
     "ReleaseAgent",
@@ -93,3 +98,15 @@ class RestartDue(Message):
 
 class GetAgents(Message):
     """Answer the module's :class:`~actors.myntrix.agents.Agents` face."""
+
+
+class GetMetricsSampler(Message):
+    """Answer the ref of the module's host metrics sampler."""
+
+
+class GetSystemMetrics(Message):
+    """Answer the latest host sample and the history (:class:`~actors.myntrix.schemas.SystemMetrics`)."""
+
+
+class GetJobs(Message):
+    """Answer the module's :class:`~actors.myntrix.jobs.Jobs` face."""

@@ -1,7 +1,8 @@
-"""The Myntrix tables: ``agents`` and their captured output, ``agent_logs``.
+"""The Myntrix tables: ``agents``, their captured output ``agent_logs``, and ``jobs``.
 
-Both live on the kernel's :class:`~vareon_runtime.store.Base`; their migration is the revision
-``0001_myntrix`` on the ``myntrix`` branch (``actors/myntrix/migrations``).
+They live on the kernel's :class:`~vareon_runtime.store.Base`; their migrations are the revisions
+``0001_myntrix`` (agents) and ``0002_myntrix_jobs`` on the ``myntrix`` branch
+(``actors/myntrix/migrations``).
 
 An agent row holds what the user configured (``name``, ``type``, ``configuration``,
 ``desired_state``) beside what supervision observed (``status``, ``health``, ``pid``,
@@ -23,9 +24,17 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from vareon_runtime.clock import utcnow
 from vareon_runtime.store.models import Base, UTCDateTime
 
-from .schemas import Agent, AgentConfig, AgentStatus, DesiredState
+from .schemas import Agent, AgentConfig, AgentStatus, DesiredState, Job, JobStatus
 
-__all__ = ["AgentLogRecord", "AgentRecord", "LoadedAgent", "agent_from_record", "load_agent"]
+__all__ = [
+    "AgentLogRecord",
+    "AgentRecord",
+    "JobRecord",
+    "LoadedAgent",
+    "agent_from_record",
+    "job_from_record",
+    "load_agent",
+]
 
 
 class AgentRecord(Base):
@@ -73,6 +82,45 @@ class AgentLogRecord(Base):
 
     def __repr__(self) -> str:
         return f"AgentLogRecord(id={self.id!r}, agent_id={self.agent_id!r}, stream={self.stream!r})"
+
+
+class JobRecord(Base):
+    """One piece of work and its outcome: an agent's start, stop or restart (and later task runs,
+    workflow runs and pipeline executions). Seed 001's fields."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status", "status"), Index("ix_jobs_created_at", "created_at"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    # What reported it: "agent.start", "agent.stop", "agent.restart", ...
+    type: Mapped[str] = mapped_column(String(64))
+    # pending | running | completed | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Lines the job noted, newline-separated.
+    logs: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    def __repr__(self) -> str:
+        return f"JobRecord(id={self.id!r}, type={self.type!r}, status={self.status!r})"
+
+
+def job_from_record(row: JobRecord) -> Job:
+    """The wire shape of a ``jobs`` row (in the store's worker thread)."""
+    return Job(
+        id=row.id,
+        name=row.name,
+        type=row.type,
+        status=JobStatus(row.status),
+        progress=row.progress,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        logs=row.logs,
+        details=row.details,
+    )
 
 
 def agent_from_record(row: AgentRecord) -> Agent:

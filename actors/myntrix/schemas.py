@@ -39,8 +39,15 @@ __all__ = [
     "AgentStatus",
     "AgentUpdate",
     "DesiredState",
+    "DiskMetrics",
     "Heartbeat",
+    "Job",
+    "JobPage",
+    "JobStatus",
+    "MemoryMetrics",
     "RestartType",
+    "SystemMetrics",
+    "SystemSample",
     "Timestamp",
 ]
 
@@ -255,4 +262,85 @@ class AgentPage(NamedTuple):
     """A page of agents and how many there are in all (for ``X-Total-Count``)."""
 
     items: list[Agent]
+    total: int
+
+
+class MemoryMetrics(_Wire):
+    """Physical memory in bytes; ``null`` where no source gave a value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total: int | None
+    available: int | None
+    used: int | None
+    percent: float | None
+
+
+class DiskMetrics(_Wire):
+    """The file system of the runtime's data directory, in bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    total: int | None
+    used: int | None
+    free: int | None
+    percent: float | None
+
+
+class SystemSample(_Wire):
+    """One reading of the host. ``mocked``: psutil was skipped or failed (``reason`` says why)
+    and the values come from other sources; CPU use is then estimated from the load average."""
+
+    model_config = ConfigDict(frozen=True)
+
+    time: Timestamp
+    cpu_percent: float | None = Field(description="CPU use of the host, 0-100.")
+    cpu_count: int | None
+    memory: MemoryMetrics
+    disk: DiskMetrics
+    load_average: tuple[float, float, float] | None = Field(description="1, 5 and 15 minutes; null where the OS has none.")
+    mocked: bool
+    reason: str | None
+
+
+class SystemMetrics(_Wire):
+    """``GET /api/myntrix/system-metrics``: the latest sample, the history (oldest first), and
+    whether the latest is mocked and why."""
+
+    current: SystemSample
+    history: list[SystemSample]
+    mocked: bool
+    reason: str | None
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is (seed 001's values)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Job(_Wire):
+    """One job as ``GET /api/myntrix/jobs`` shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    type: str = Field(description="What reported it, such as agent.start.")
+    status: JobStatus
+    progress: int = Field(ge=0, le=100)
+    created_at: Timestamp
+    updated_at: Timestamp
+    logs: str | None = Field(description="Lines the job noted, newline-separated.")
+    details: dict[str, Any] | None
+
+
+class JobPage(NamedTuple):
+    """A page of jobs and how many match in all (for ``X-Total-Count``)."""
+
+    items: list[Job]
     total: int

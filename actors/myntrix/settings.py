@@ -1,7 +1,7 @@
-"""Tunables of the Myntrix module that are not per agent (log retention, sampling, shutdown).
+"""Tunables of the Myntrix module that are not per agent (log retention, sampling, metrics, shutdown).
 
-They have no ``config.toml`` section yet; the component uses the defaults and tests pass their
-own. (A ``[myntrix]`` section belongs to the configuration's owner: TODO issue 4.)
+The ones a user tunes come from ``config.toml``'s ``[myntrix]`` section (``myntrix_component``
+maps them); the rest keep these defaults, and tests pass their own.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class MyntrixSettings:
     actor_max_restarts, actor_period: how often an agent's actor (not its process) may crash
         within the period before the kernel supervisor marks it failed.
     shutdown_timeout: seconds the whole module may take to stop (every agent at once).
+    metrics_interval: seconds between two samples of the host's CPU, memory, disk and load.
+    metrics_history: samples kept in memory (the oldest is dropped); 720 at 5 s is an hour.
     """
 
     log_ring: int = 1000
@@ -40,11 +42,13 @@ class MyntrixSettings:
     actor_max_restarts: int = 5
     actor_period: float = 60.0
     shutdown_timeout: float = 30.0
+    metrics_interval: float = 5.0
+    metrics_history: int = 720
 
     def __post_init__(self) -> None:
-        for name in ("log_ring", "log_keep", "log_prune_every", "log_flush_lines", "log_pending_max", "max_line"):
+        for name in ("log_ring", "log_keep", "log_prune_every", "log_flush_lines", "log_pending_max", "max_line", "metrics_history"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        for name in ("log_flush_interval", "health_interval", "actor_period", "shutdown_timeout"):
+        for name in ("log_flush_interval", "health_interval", "actor_period", "shutdown_timeout", "metrics_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")

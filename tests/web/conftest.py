@@ -1,4 +1,5 @@
-"""Fixtures of the web tests: a real runtime with only the web front, users of each role.
+"""Fixtures of the web tests: a real runtime with the web front (and the domains a module asks
+for with ``front_components``), users of each role.
 
 The runtime runs in the test's nursery on a fresh data directory (SQLite), its Hypercorn bound to
 port 0 on 127.0.0.1; ``client`` talks to it over the loopback with httpx, ``test_client`` goes
@@ -17,6 +18,7 @@ from quart.testing import QuartClient
 from web_support import PASSWORD, START_TIMEOUT, Account, Front, start_front
 
 from vareon_runtime.auth import Role
+from vareon_runtime.component import ComponentFactory
 
 
 @pytest.fixture
@@ -26,11 +28,20 @@ def front_environ() -> dict[str, str]:
 
 
 @pytest.fixture
+def front_components() -> tuple[ComponentFactory, ...]:
+    """Domain components the ``front`` fixture runs beside the web front (override in a module)."""
+    return ()
+
+
+@pytest.fixture
 async def front(
-    nursery: trio.Nursery, tmp_path: Path, front_environ: dict[str, str]
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    front_environ: dict[str, str],
+    front_components: tuple[ComponentFactory, ...],
 ) -> AsyncIterator[Front]:
-    """A running runtime with only the web front; stopped cleanly after the test."""
-    front = await start_front(nursery, tmp_path / "data", front_environ)
+    """A running runtime with the web front (and ``front_components``); stopped after the test."""
+    front = await start_front(nursery, tmp_path / "data", front_environ, components=front_components)
     yield front
     await front.stop()
 

@@ -16,12 +16,20 @@ import trio
 from quart import Quart, websocket
 from web_support import Account, Front, error_of
 
+from actors.myntrix import myntrix_component
 from vareon_runtime.auth import Role
+from vareon_runtime.component import ComponentFactory
 from web import create_app, public, requires, websocket_auth
 from web.permissions import PUBLIC, WEBSOCKET_AUTH, RouteAccess, access_of, route_access
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^:<>]+):)?(?P<name>[^<>]+)>")
 IDENTITIES: tuple[Role | None, ...] = (None, Role.VIEWER, Role.OPERATOR, Role.ADMIN)
+
+
+@pytest.fixture
+def front_components() -> tuple[ComponentFactory, ...]:
+    """The domains run, so their routes answer as they would in production (not 503)."""
+    return (myntrix_component,)
 
 
 def _fill(rule: str) -> str:
@@ -97,6 +105,8 @@ async def test_every_route_answers_as_its_declared_access(
         ("/api/users/me", "GET"),
         ("/api/system/status", "GET"),
         ("/health", "GET"),
+        ("/api/myntrix/agents", "POST"),
+        ("/api/myntrix/agents/<agent_id>/start", "POST"),
     }
     problems = await check_routes(front.app, accounts)
     assert not problems, "route x role table broken:\n" + "\n".join(problems)

@@ -23,7 +23,7 @@ from vareon_runtime.runtime import Runtime
 from vareon_runtime.store import Base, Store
 
 TIMEOUT = 30.0
-MYNTRIX_TABLES = {"agents", "agent_logs"}
+MYNTRIX_TABLES = {"agents", "agent_logs", "jobs"}
 
 
 @pytest.mark.parametrize("package", ["drivers", "actors.myntrix"])
@@ -72,7 +72,7 @@ async def test_migrations_match_the_models(database_url: str) -> None:
             found = await store.read(schema)
             await store.close()
     assert MYNTRIX_TABLES <= found["tables"]
-    assert {"0001_myntrix", "0002_auth"} <= found["heads"]
+    assert {"0002_myntrix_jobs", "0002_auth"} <= found["heads"]
     assert "ix_agent_logs_agent_id_id" in found["indexes"]
     assert found["foreign_keys"] == [("fk_agent_logs_agent_id_agents", {"ondelete": "CASCADE"})]
     assert found["diff"] == []
@@ -118,3 +118,29 @@ async def test_a_runtime_restart_brings_running_agents_back(tmp_path: Path) -> N
             assert (await agents.state(agent_id)).pid == back.pid
 
         await run_once(second)
+
+
+def test_the_myntrix_section_of_the_config_reaches_the_module(tmp_path: Path) -> None:
+    from vareon_runtime.bus import EventBus
+    from vareon_runtime.component import RuntimeContext
+    from vareon_runtime.config import load_config
+    from vareon_runtime.registry import Registry
+    from vareon_runtime.store import Store
+
+    from actors.myntrix.component import myntrix_component
+
+    config = load_config(
+        None,
+        environ={
+            "VAREON_RUNTIME_DATA_DIR": str(tmp_path),
+            "VAREON_MYNTRIX_METRICS_INTERVAL": "2.5",
+            "VAREON_MYNTRIX_METRICS_HISTORY": "10",
+            "VAREON_MYNTRIX_AGENT_LOG_LINES": "77",
+        },
+    )
+    ctx = RuntimeContext(
+        config=config, store=Store(config.database_url), bus=EventBus(), registry=Registry(),
+        version="test", auth=None,  # type: ignore[arg-type]  # the module never touches auth
+    )
+    settings = myntrix_component(ctx).spec.factory().settings  # type: ignore[attr-defined]
+    assert (settings.metrics_interval, settings.metrics_history, settings.log_keep) == (2.5, 10, 77)
