@@ -17,8 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,7 @@ from typing import Any
 import httpx
 
 from vareon_runtime.bench import Report
+from vareon_runtime.bench.processes import free_port, run_vareon, stop_process
 from vareon_runtime.errors import VareonError
 
 __all__ = ["main"]
@@ -71,10 +70,6 @@ def _serve_floor(port: int) -> None:
     trio.run(serve, floor_app, config)  # type: ignore[arg-type]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -90,13 +85,6 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
     raise VareonError(f"no answer from {url} within {timeout:g}s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _wrk(wrk: str, url: str, seconds: int, headers: dict[str, str] | None = None) -> dict[str, float]:
@@ -117,10 +105,6 @@ def _wrk(wrk: str, url: str, seconds: int, headers: dict[str, str] | None = None
     return result
 
 
-def _vareon(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vareon_runtime.cli", *args], env=env, capture_output=True, text=True, check=False
-    )
 
 
 def main(*, output_dir: Path, quick: bool = False) -> int:
@@ -132,7 +116,7 @@ def main(*, output_dir: Path, quick: bool = False) -> int:
     report = Report("http")
     print(f"vareon bench http ({seconds}s per figure, wrk -t1 -c{CONNECTIONS}, loopback)", flush=True)
 
-    port = _free_port()
+    port = free_port()
     floor = subprocess.Popen([sys.executable, "-m", "web.bench", "floor", str(port)])
     try:
         base = f"http://127.0.0.1:{port}"
@@ -140,11 +124,11 @@ def main(*, output_dir: Path, quick: bool = False) -> int:
         _wrk(wrk, base + "/", 1)  # warm up
         raw = _wrk(wrk, base + "/", seconds)
     finally:
-        _stop(floor)
+        stop_process(floor)
     report.figure("floor_rps", raw["rps"], "req/s", "raw ASGI app, same Hypercorn trio worker (floor)")
 
     with tempfile.TemporaryDirectory(prefix="vareon-bench-http-") as tmp:
-        port = _free_port()
+        port = free_port()
         password = os.urandom(12).hex()
         env = {
             **os.environ,
@@ -157,9 +141,7 @@ def main(*, output_dir: Path, quick: bool = False) -> int:
             ("init", "--config", config),
             ("user", "create", "bench", "--role", "viewer", "--password-env", "VAREON_BENCH_PASSWORD", "--config", config),
         ):
-            done = _vareon(*args, env=env)
-            if done.returncode != 0:
-                raise VareonError(f"vareon {' '.join(args[:2])} failed: {done.stderr.strip()}")
+            run_vareon(*args, env=env)
         runtime = subprocess.Popen([sys.executable, "-m", "vareon_runtime.cli", "run", "--config", config], env=env)
         try:
             base = f"http://127.0.0.1:{port}"
@@ -172,7 +154,7 @@ def main(*, output_dir: Path, quick: bool = False) -> int:
             health = _wrk(wrk, base + "/health", seconds)
             me = _wrk(wrk, base + "/api/users/me", seconds, auth)
         finally:
-            _stop(runtime)
+            stop_process(runtime)
 
     report.figure("health_rps", health["rps"], "req/s", "runtime GET /health")
     report.figure("me_rps", me["rps"], "req/s", "runtime GET /api/users/me (bearer token + store query)")

@@ -29,6 +29,7 @@ import httpx
 import psutil
 
 from vareon_runtime.bench import Report, percentile
+from vareon_runtime.bench.processes import free_port, run_vareon, stop_process
 from vareon_runtime.errors import VareonError
 
 __all__ = ["main"]
@@ -49,10 +50,6 @@ while True:
 IDLE = "import time\nwhile True:\n    time.sleep(3600)\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _serving_pid(port: int) -> int | None:
@@ -89,25 +86,12 @@ def _crash_latencies(port: int, kills: int) -> list[float]:
     return latencies
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
-def _vareon(*args: str, env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "vareon_runtime.cli", *args], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise VareonError(f"vareon {' '.join(args[:2])} failed: {done.stderr.strip()}")
 
 
 def _runtime(tmp: Path, kills: int, script: Path, idle: Path) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     password = os.urandom(12).hex()
     env = {
         **os.environ,
@@ -117,8 +101,8 @@ def _runtime(tmp: Path, kills: int, script: Path, idle: Path) -> dict[str, Any]:
     }
     env.pop("VAREON_MOCK_SYSTEM_METRICS", None)
     config = str(tmp / "config.toml")
-    _vareon("init", "--config", config, env=env)
-    _vareon("user", "create", "bench", "--role", "admin", "--password-env", "VAREON_BENCH_PASSWORD", "--config", config, env=env)
+    run_vareon("init", "--config", config, env=env)
+    run_vareon("user", "create", "bench", "--role", "admin", "--password-env", "VAREON_BENCH_PASSWORD", "--config", config, env=env)
     runtime = subprocess.Popen([sys.executable, "-m", "vareon_runtime.cli", "run", "--config", config], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -136,7 +120,7 @@ def _runtime(tmp: Path, kills: int, script: Path, idle: Path) -> dict[str, Any]:
             time.sleep(0.05)
         token = httpx.post(base + "/api/token", json={"username": "bench", "password": password}).json()["access_token"]
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60.0) as http:
-            server_port = _free_port()
+            server_port = free_port()
             agent = _created(http, "crash-target", [sys.executable, str(script), str(server_port)])
             _ok(http.post(f"/api/myntrix/agents/{agent}/start"))
             latencies = _crash_latencies(server_port, kills)
@@ -152,7 +136,7 @@ def _runtime(tmp: Path, kills: int, script: Path, idle: Path) -> dict[str, Any]:
                 raise VareonError(f"{running} of {IDLE_AGENTS} idle agents are running; the RSS would be meaningless")
             rss_after = psutil.Process(runtime.pid).memory_info().rss
     finally:
-        _stop(runtime)
+        stop_process(runtime)
     return {"latencies": latencies, "rss_before": rss_before, "rss_after": rss_after}
 
 
@@ -172,7 +156,7 @@ def _supervisord(tmp: Path, kills: int, script: Path) -> list[float]:
     supervisord = shutil.which("supervisord") or str(Path(sys.executable).with_name("supervisord"))
     if not Path(supervisord).exists():
         raise VareonError("vareon bench agents compares against supervisord: pip install supervisor")
-    port = _free_port()
+    port = free_port()
     conf = tmp / "supervisord.conf"
     conf.write_text(
         "[supervisord]\n"
@@ -186,7 +170,7 @@ def _supervisord(tmp: Path, kills: int, script: Path) -> list[float]:
     try:
         return _crash_latencies(port, kills)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def main(*, output_dir: Path, quick: bool = False) -> int:

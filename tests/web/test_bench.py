@@ -7,6 +7,7 @@ import sys
 import httpx
 import trio
 
+from vareon_runtime.bench.processes import free_port
 from web import bench
 
 TIMEOUT = 30
@@ -15,7 +16,7 @@ TIMEOUT = 30
 async def test_the_floor_answers_like_the_runtime_without_a_server_header(
     client: httpx.AsyncClient,
 ) -> None:
-    port = bench._free_port()
+    port = free_port()
     process = await trio.lowlevel.open_process([sys.executable, "-m", "web.bench", "floor", str(port)])
     try:
         async with httpx.AsyncClient(timeout=5.0) as http:

@@ -10,6 +10,7 @@ import trio
 from myntrix_support import TIMEOUT, Kit
 
 from actors.myntrix import Agents, bench
+from vareon_runtime.bench.processes import free_port
 
 
 def test_the_benchmark_is_installed_as_agents() -> None:
@@ -18,7 +19,7 @@ def test_the_benchmark_is_installed_as_agents() -> None:
 
 
 async def test_each_kill_of_an_agent_is_followed_by_a_new_pid_serving(kit: Kit, agents: Agents) -> None:
-    port = bench._free_port()
+    port = free_port()
     script = kit.tmp_path / "server.py"
     script.write_text(bench.SERVER)
     config = {"command": [sys.executable, str(script), str(port)], "backoffInitial": 0, "backoffMax": 0, "maxRestarts": 100}
