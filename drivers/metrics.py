@@ -214,7 +214,7 @@ def _load_average() -> tuple[float, float, float] | None:
 def _disk(path: Path) -> DiskUsage:
     try:
         usage = shutil.disk_usage(path)
-    except OSError:
+    except (OSError, ValueError):
         return DiskUsage(str(path), None, None, None, None)
     percent = round(usage.used / usage.total * 100.0, 1) if usage.total else None
     return DiskUsage(str(path), usage.total, usage.used, usage.free, percent)
@@ -223,13 +223,13 @@ def _disk(path: Path) -> DiskUsage:
 def _meminfo() -> MemoryUsage:
     try:
         text = _MEMINFO.read_text()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: UnicodeDecodeError of a garbled file
         return MemoryUsage(None, None, None, None)
     fields: dict[str, int] = {}
     for line in text.splitlines():
         name, _, rest = line.partition(":")
         parts = rest.split()
-        if parts and parts[0].isdigit():
+        if parts and parts[0].isdecimal() and parts[0].isascii():
             fields[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
     total = fields.get("MemTotal")
     available = fields.get("MemAvailable", fields.get("MemFree"))

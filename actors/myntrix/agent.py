@@ -203,6 +203,8 @@ class AgentActor(Actor):
         self._backoff_scope: trio.CancelScope | None = None
         self._saved_health = 0
         self._unpublished: list[dict[str, Any]] = []
+        self._orphan: tuple[int, float | None] | None = None  # a leftover group that would not stop
+        self._dirty = False  # the last save failed: the health loop writes the state again
         self.output = AgentOutput(agent_id, store=store, bus=bus, settings=self.settings)
 
     # ------------------------------------------------------------------ lifecycle
@@ -218,10 +220,8 @@ class AgentActor(Actor):
         if agent.pid is not None:
             # A process recorded by an earlier incarnation that could not stop it (the module
             # reaps a crashed runtime's processes before any actor starts; this is the backstop).
-            try:
-                await reap_orphan_group(agent.pid, loaded.process_create_time, timeout=self._config.stop_timeout)
-            except ProcessBrokenError as exc:
-                log.error("%s: %s", self.name, exc)
+            self._orphan = (agent.pid, loaded.process_create_time)
+            await self._reap_orphan()
         if self.status is not AgentStatus.ERROR:
             self.status = AgentStatus.STOPPED  # whatever the row said, no process of ours runs now
         if self.desired is DesiredState.RUNNING and self.status is not AgentStatus.ERROR:
@@ -321,6 +321,12 @@ class AgentActor(Actor):
 
     @handles(ProcessExited)
     async def _exited(self, msg: ProcessExited) -> None:
+        try:
+            await self._on_exited(msg)
+        except StoreError as exc:
+            log.warning("%s: the state after an exit was not persisted (retried later): %s", self.name, exc)
+
+    async def _on_exited(self, msg: ProcessExited) -> None:
         run = self._run
         if run is None or msg.generation != run.generation or msg.generation != self._generation:
             return  # about a process already stopped or replaced
@@ -350,7 +356,10 @@ class AgentActor(Actor):
         if msg.generation != self._generation or self.status is not AgentStatus.BACKOFF or self._run is not None:
             return
         self._backoff_scope = None
-        await self._launch()
+        try:
+            await self._launch()
+        except StoreError as exc:
+            log.warning("%s: the restart was not persisted (retried later): %s", self.name, exc)
 
     # ------------------------------------------------------------------ supervision
 
@@ -378,12 +387,33 @@ class AgentActor(Actor):
         if failure is not None:
             raise InvalidRequestError(self.last_error or str(failure), details={"reason": str(failure)})
 
+    async def _reap_orphan(self) -> bool:
+        """Stop the group a previous incarnation left; if it cannot, keep its pid and mark the
+        agent ``error`` (a second copy is never started next to it)."""
+        if self._orphan is None:
+            return True
+        pid, create_time = self._orphan
+        try:
+            await reap_orphan_group(pid, create_time, timeout=self._config.stop_timeout)
+        except ProcessBrokenError as exc:
+            log.error("%s: %s", self.name, exc)
+            self.last_error = f"pid {pid} left by a previous runtime could not be stopped ({exc}); not started again"
+            self.status = AgentStatus.ERROR
+            return False
+        self._orphan = None
+        return True
+
     async def _launch(self) -> ProcessConfigError | None:
         """Start the process and persist the outcome.
 
         A configuration that cannot run marks the agent ``error`` and is returned; a failure of
         the operating system counts as a crash (restarted with backoff within the intensity).
         """
+        if not await self._reap_orphan():
+            self._system(self.last_error or "a previous process could not be stopped")
+            self._set_status(AgentStatus.ERROR)
+            await self._save()
+            return ProcessConfigError(self.last_error or "a previous process could not be stopped")
         try:
             await self._spawn()
         except ProcessConfigError as exc:
@@ -415,7 +445,22 @@ class AgentActor(Actor):
         self.nursery.start_soon(self._watch, run)
         self._system(f"started pid {proc.pid}: {shlex.join(config.command)}")
         self._set_status(AgentStatus.RUNNING)
-        await self._save()
+        try:
+            await self._save()
+        except BaseException as exc:
+            # Never leave a process the database does not know of: stop it, then fail.
+            with trio.CancelScope(shield=True):
+                self.last_error = f"could not record the start: {exc}"
+                try:
+                    await self._halt()
+                except StoreError:
+                    pass
+                self._set_status(AgentStatus.STOPPED)
+                try:
+                    await self._save()
+                except StoreError:
+                    pass
+            raise
 
     async def _halt(self) -> None:
         """Stop the process if there is one (SIGTERM to its group, stop timeout, SIGKILL) and any
@@ -427,7 +472,11 @@ class AgentActor(Actor):
             return
         try:
             self._set_status(AgentStatus.STOPPING)
-            await self._save()
+            try:
+                await self._save()
+            except StoreError as exc:
+                # Stop all the same; the caller's next save (or the health loop) catches the row up.
+                log.warning("%s: the stopping state was not persisted: %s", self.name, exc)
         finally:
             # Even if the database failed us: a process is never left behind for want of a row.
             try:
@@ -578,8 +627,10 @@ class AgentActor(Actor):
             "health": self.health,
             "last_run": self.last_run,
             "desired_state": self.desired.value,
-            "pid": run.proc.pid if run is not None else None,
-            "process_create_time": run.proc.create_time if run is not None else None,
+            "pid": run.proc.pid if run is not None else (self._orphan[0] if self._orphan else None),
+            "process_create_time": (
+                run.proc.create_time if run is not None else (self._orphan[1] if self._orphan else None)
+            ),
             "restarts": self.restarts,
             "exit_code": self.exit_code,
             "last_error": self.last_error,
@@ -593,6 +644,11 @@ class AgentActor(Actor):
 
         try:
             await self.store.write(save)
+        except BaseException:
+            self._dirty = True
+            raise
+        else:
+            self._dirty = False
         finally:
             # Published even if the write failed: the transition happened all the same.
             events, self._unpublished = self._unpublished, []
@@ -627,6 +683,11 @@ class AgentActor(Actor):
         sampler = TreeSampler()
         while True:
             await trio.sleep(self.settings.health_interval)
+            if self._dirty:
+                try:
+                    await self._save()
+                except StoreError as exc:
+                    log.warning("%s: the state is still not persisted: %s", self.name, exc)
             run = self._run
             if run is None or self.status is not AgentStatus.RUNNING:
                 continue
@@ -639,14 +700,16 @@ class AgentActor(Actor):
                 f"{self._topic}.health",
                 {"id": self.agent_id, "health": health, "cpuPercent": cpu, "memoryPercent": memory},
             )
-            if health == self.health:
-                continue
             self.health = health
-            if abs(health - self._saved_health) >= 5:
-                self._saved_health = health
+            if abs(health - self._saved_health) >= 5:  # (again, if the last write failed)
+                previous, self._saved_health = self._saved_health, health
                 agent_id = self.agent_id
 
                 def save(session: Session) -> None:
                     session.execute(update(AgentRecord).where(AgentRecord.id == agent_id).values(health=health))
 
-                await self.store.write(save)
+                try:
+                    await self.store.write(save)
+                except StoreError as exc:
+                    self._saved_health = previous  # written again on a later round
+                    log.warning("%s: health not persisted: %s", self.name, exc)

@@ -44,6 +44,8 @@ from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import (
     ActorStoppedError,
     AskTimeoutError,
+    ConflictError,
+    DuplicateChildError,
     InvalidRequestError,
     NotFoundError,
     UnknownChildError,
@@ -165,6 +167,15 @@ class Agents:
         self.settings = settings or MyntrixSettings()
         self.processes = processes if processes is not None else ProcessTable()
         self._rng = rng or random.Random()
+        # Per agent: delete, update and (re)starting an actor never interleave, so no request
+        # brings back the actor of an agent being deleted or reconfigured.
+        self._locks: dict[str, trio.Lock] = {}
+
+    def _lock(self, agent_id: str) -> trio.Lock:
+        lock = self._locks.get(agent_id)
+        if lock is None:
+            lock = self._locks[agent_id] = trio.Lock()
+        return lock
 
     # ------------------------------------------------------------------ reads
 
@@ -273,6 +284,10 @@ class Agents:
             NotFoundError: no agent has that id.
             InvalidRequestError: invalid fields, or a configuration that cannot run.
         """
+        async with self._lock(_agent_id(agent_id)):
+            return await self._update(agent_id, data)
+
+    async def _update(self, agent_id: str, data: AgentUpdate | Mapping[str, Any]) -> Agent:
         current = await self.get(agent_id)
         request = _parse(AgentUpdate, data)
         if request.configuration is not None:
@@ -297,7 +312,7 @@ class Agents:
         else:
             await self.store.write(change)
             if (name, kind) != (current.name, current.type):
-                ref = await self._ref(current.id)
+                ref = await self._ref_locked(current.id)
                 await ref.ask(RenameAgent(name=name, type=kind), timeout=_ASK)
         return await self.get(current.id)
 
@@ -307,14 +322,15 @@ class Agents:
         Raises:
             NotFoundError: no agent has that id.
         """
-        current = await self.get(agent_id)
-        await self._stop_actor(current.id, current.configuration, forget=True)
+        async with self._lock(_agent_id(agent_id)):
+            current = await self.get(agent_id)
+            await self._stop_actor(current.id, current.configuration, forget=True)
 
-        def remove(session: Session) -> None:
-            session.execute(delete(AgentLogRecord).where(AgentLogRecord.agent_id == current.id))
-            session.execute(delete(AgentRecord).where(AgentRecord.id == current.id))
+            def remove(session: Session) -> None:
+                session.execute(delete(AgentLogRecord).where(AgentLogRecord.agent_id == current.id))
+                session.execute(delete(AgentRecord).where(AgentRecord.id == current.id))
 
-        await self.store.write(remove)
+            await self.store.write(remove)
         log.info("agent %s (%s) deleted", current.id, current.name)
 
     async def start(self, agent_id: str) -> Agent:
@@ -360,10 +376,12 @@ class Agents:
         rows = await self.store.read(_identities)
         orphans = [(agent_id, pid, ctime, timeout) for agent_id, pid, ctime, timeout in rows if pid is not None]
         if orphans:
+            stuck: set[str] = set()
             async with trio.open_nursery() as nursery:
                 for agent_id, pid, ctime, timeout in orphans:
-                    nursery.start_soon(self._reap, agent_id, pid, ctime, timeout)
-            ids = [agent_id for agent_id, *_ in orphans]
+                    nursery.start_soon(self._reap, agent_id, pid, ctime, timeout, stuck)
+            # A group that would not stop keeps its pid: its actor marks the agent error.
+            ids = [agent_id for agent_id, *_ in orphans if agent_id not in stuck]
 
             def forget_pids(session: Session) -> None:
                 session.execute(
@@ -396,19 +414,29 @@ class Agents:
             max_restarts=settings.actor_max_restarts,
             period=settings.actor_period,
         )
-        ref = await self.supervisor.start_child(spec)
+        try:
+            ref = await self.supervisor.start_child(spec)
+        except DuplicateChildError as exc:
+            raise ConflictError(f"agent {agent_id} is being changed by another request; try again") from exc
         assert isinstance(ref, ActorRef)
         return ref
 
-    async def _reap(self, agent_id: str, pid: int, create_time: float | None, timeout: float) -> None:
+    async def _reap(
+        self, agent_id: str, pid: int, create_time: float | None, timeout: float, stuck: set[str]
+    ) -> None:
         try:
             if await reap_orphan_group(pid, create_time, timeout=timeout):
                 log.warning("agent %s: stopped pid %d left running by a previous runtime", agent_id, pid)
         except ProcessBrokenError as exc:
             log.error("agent %s: %s", agent_id, exc)
+            stuck.add(agent_id)
 
     async def _ref(self, agent_id: str) -> ActorRef:
         """The agent's actor, started again if it failed or never started."""
+        async with self._lock(agent_id):
+            return await self._ref_locked(agent_id)
+
+    async def _ref_locked(self, agent_id: str) -> ActorRef:
         name = f"agent/{agent_id}"
         try:
             info = self.supervisor.child(name)

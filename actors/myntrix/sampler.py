@@ -18,7 +18,8 @@ from pathlib import Path
 
 import trio
 
-from drivers.metrics import HostSample, PsutilProbe, SystemProbe, read_system
+from drivers.metrics import DiskUsage, HostSample, MemoryUsage, PsutilProbe, SystemProbe, fallback_sample, read_system
+from vareon_runtime.clock import utcnow
 from vareon_runtime.actor import Actor, handles
 
 from .messages import GetSystemMetrics
@@ -72,10 +73,13 @@ class MetricsSampler(Actor):
             await self._sample()
 
     async def _sample(self) -> None:
-        host: HostSample = await trio.to_thread.run_sync(
-            lambda: read_system(self.probe, self.path, environ=self.environ)
-        )
-        sample = SystemSample.model_validate(dataclasses.asdict(host))
+        try:
+            host: HostSample = await trio.to_thread.run_sync(
+                lambda: read_system(self.probe, self.path, environ=self.environ)
+            )
+            sample = SystemSample.model_validate(dataclasses.asdict(host))
+        except Exception as exc:  # a sample that fails never brings the module down
+            sample = _failed_sample(self.path, f"sampling failed ({type(exc).__name__}: {exc})")
         # Say it once when the fallback begins or its reason changes, not at every sample.
         if sample.reason != self._mocked_reason:
             if sample.mocked:
@@ -84,3 +88,22 @@ class MetricsSampler(Actor):
                 log.info("host metrics come from psutil again")
             self._mocked_reason = sample.reason
         self.history.append(sample)
+
+
+def _failed_sample(path: Path, reason: str) -> SystemSample:
+    """The fallback sample with ``reason``; with no values at all if even the fallback fails."""
+    try:
+        host = fallback_sample(path, reason)
+    except Exception as exc:
+        reason = f"{reason}; the fallback failed too ({type(exc).__name__}: {exc})"
+        host = HostSample(
+            time=utcnow(),
+            cpu_percent=None,
+            cpu_count=None,
+            memory=MemoryUsage(None, None, None, None),
+            disk=DiskUsage(str(path), None, None, None, None),
+            load_average=None,
+            mocked=True,
+            reason=reason,
+        )
+    return SystemSample.model_validate(dataclasses.asdict(host))

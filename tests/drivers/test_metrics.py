@@ -88,3 +88,16 @@ def test_a_missing_directory_leaves_disk_values_empty(tmp_path: Path) -> None:
     sample = read_system(DeniedProbe(), tmp_path / "gone", environ={})
     assert sample.disk == DiskUsage(str(tmp_path / "gone"), None, None, None, None)
     assert sample.mocked and sample.memory.total is not None
+
+
+def test_a_garbled_meminfo_gives_no_memory_figures_rather_than_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drivers.metrics as metrics
+
+    garbled = tmp_path / "meminfo"
+    garbled.write_bytes(b"MemTotal: \xff\xfe 100 kB\n")
+    monkeypatch.setattr(metrics, "_MEMINFO", garbled)
+    sample = metrics.fallback_sample(tmp_path, "testing")
+    assert sample.mocked and sample.reason == "testing"
+    assert sample.memory == MemoryUsage(None, None, None, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
 import trio
 
 from actors.myntrix import GetSystemMetrics, MetricsSampler, MyntrixSettings, SystemMetrics
@@ -63,4 +64,24 @@ async def test_a_mocked_host_is_sampled_too(nursery: trio.Nursery, tmp_path: Pat
         metrics: SystemMetrics = await ref.ask(GetSystemMetrics())
     assert metrics.mocked and metrics.current.mocked
     assert metrics.reason == "VAREON_MOCK_SYSTEM_METRICS=true asks for metrics without psutil"
+    sampler.stop()
+
+
+async def test_a_sample_that_raises_gives_the_fallback_with_the_reason(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import actors.myntrix.sampler as sampler_module
+
+    def garbled(*args: object, **kwargs: object) -> object:
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    monkeypatch.setattr(sampler_module, "read_system", garbled)
+    settings = MyntrixSettings(metrics_interval=0.01, metrics_history=3)
+    sampler = MetricsSampler(tmp_path, settings=settings, probe=CountingProbe(), environ={})
+    with trio.fail_after(10):
+        ref = await nursery.start(sampler.run)
+        metrics: SystemMetrics = await ref.ask(GetSystemMetrics())
+        while len((await ref.ask(GetSystemMetrics())).history) < 3:  # it keeps sampling
+            await trio.sleep(0.01)
+    assert metrics.mocked and metrics.reason is not None and "UnicodeDecodeError" in metrics.reason
     sampler.stop()
