@@ -9,22 +9,32 @@ The hierarchy, named by whose fault it was::
             │   ├── ExecutableNotFoundError   no such executable, or it is not executable
             │   └── BadWorkingDirectoryError  the working directory is missing or not a directory
             └── ProcessBrokenError       the operating system failed us (fork, exec, signals)
+        └── LinkError                    a device link could not be opened or used
+            ├── LinkConfigError          the connection string or its options are wrong (422)
+            │   └── UnknownSchemeError   no driver has the scheme; names the known ones (422)
+            ├── LinkUnavailableError     the device or host is not there now; retry later
+            └── LinkClosedError          the far end went away (unplugged, reset, broker gone)
 
-Foreign errors (``OSError``, ``psutil.Error``) are translated at the driver's boundary and
+Foreign errors (``OSError``, ``psutil.Error``, ``serial.SerialException``, the MQTT client's) are translated at the driver's boundary and
 chained as the cause; none escapes a driver.
 """
 
 from __future__ import annotations
 
-from vareon_runtime.errors import VareonError
+from vareon_runtime.errors import InvalidRequestError, VareonError
 
 __all__ = [
     "BadWorkingDirectoryError",
     "DriverError",
     "ExecutableNotFoundError",
+    "LinkClosedError",
+    "LinkConfigError",
+    "LinkError",
+    "LinkUnavailableError",
     "ProcessBrokenError",
     "ProcessConfigError",
     "ProcessError",
+    "UnknownSchemeError",
 ]
 
 
@@ -50,3 +60,32 @@ class BadWorkingDirectoryError(ProcessConfigError, NotADirectoryError):
 
 class ProcessBrokenError(ProcessError):
     """The operating system failed to start, signal or reap a process."""
+
+
+class LinkError(DriverError):
+    """A device link could not be opened or used."""
+
+
+class LinkConfigError(LinkError, InvalidRequestError):
+    """The connection string or its options are wrong; fixing them fixes it (422)."""
+
+
+class UnknownSchemeError(LinkConfigError):
+    """No driver has the connection string's scheme; the message names the known ones."""
+
+    def __init__(self, scheme: str, known: list[str]) -> None:
+        super().__init__(
+            f"no device driver for the scheme {scheme!r}; known: {', '.join(known)}"
+            " (or a device path such as /dev/ttyUSB0)",
+            details={"scheme": scheme, "known": known},
+        )
+        self.scheme = scheme
+        self.known = known
+
+
+class LinkUnavailableError(LinkError):
+    """The device or host is not reachable now (no such port yet, connection refused, timeout)."""
+
+
+class LinkClosedError(LinkError):
+    """The far end went away: the cable was pulled, the connection reset, the broker is gone."""

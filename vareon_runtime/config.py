@@ -388,7 +388,7 @@ class EmailConfig(BaseModel):
 
 
 class MyntrixConfig(BaseModel):
-    """``[myntrix]``: agents and host monitoring."""
+    """``[myntrix]``: agents, host monitoring, devices, telemetry and scheduled tasks."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -408,6 +408,61 @@ class MyntrixConfig(BaseModel):
         ge=1,
         description="Output lines kept in the database per agent; older lines are pruned.",
     )
+    device_command_timeout: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Seconds a device has to finish its reply to a command before the command fails with"
+            " 504; a device's configuration can set its own (commandTimeout)."
+        ),
+    )
+    device_reconnect_max: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Longest wait in seconds between two attempts to reconnect a device whose link dropped"
+            " (the wait starts short and doubles)."
+        ),
+    )
+    telemetry_flush_interval: float = Field(
+        0.25,
+        gt=0,
+        description="Seconds telemetry samples wait in memory, at most, before they are written together.",
+    )
+    telemetry_keep_days: float = Field(
+        7.0,
+        ge=0,
+        description="Days of device telemetry kept in the database; older samples are pruned. 0 keeps everything.",
+    )
+    scheduler_timezone: str = Field(
+        "UTC",
+        min_length=1,
+        description="IANA time zone (such as Europe/Berlin) of a scheduled task that names none.",
+    )
+    task_misfire_grace: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "Seconds after a missed fire time (the runtime was down) within which a task whose"
+            " misfire policy is run_once still runs once; a task can set its own."
+        ),
+    )
+    task_runs_keep: int = Field(
+        1000,
+        ge=1,
+        description="Runs kept in the history per task; older runs are pruned.",
+    )
+
+    @field_validator("scheduler_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name (such as UTC or Europe/Berlin)") from None
+        return value
 
 
 class Config(BaseModel):
@@ -436,7 +491,8 @@ class Config(BaseModel):
         default_factory=EmailConfig, description="Outgoing mail for account verification."
     )
     myntrix: MyntrixConfig = Field(
-        default_factory=MyntrixConfig, description="Agents and host monitoring (Myntrix)."
+        default_factory=MyntrixConfig,
+        description="Agents, host monitoring, devices, telemetry and scheduled tasks (Myntrix).",
     )
 
     # Absolute path of the file this was loaded from; None for defaults or a model built in code.

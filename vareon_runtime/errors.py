@@ -28,7 +28,8 @@ The hierarchy, named by whose fault it was::
         ├── InvalidRequestError      (422) valid shape, breaks a rule
         ├── PermissionDeniedError    (403) the caller lacks the role
         ├── TooManyRequestsError     (429) slow down; carries retry_after seconds
-        └── UnavailableError         (503) a dependency is down
+        ├── UnavailableError         (503) a dependency is down
+        └── UpstreamTimeoutError     (504) a device or remote service did not answer in time
 
 A ``VareonError`` raised by an actor's handler during ``ask`` is handed back to the asker and
 the actor lives on: it refused the request. Any other exception is a bug in the actor: the asker
@@ -65,6 +66,7 @@ __all__ = [
     "TooManyRequestsError",
     "UnavailableError",
     "UnhandledMessageError",
+    "UpstreamTimeoutError",
     "UnknownChildError",
     "VareonError",
 ]
@@ -195,3 +197,13 @@ class TooManyRequestsError(ServiceError):
 class UnavailableError(ServiceError):
     status = 503
     code = "unavailable"
+
+
+class UpstreamTimeoutError(ServiceError):
+    """Something we waited on for the caller (a device's reply, a remote service) took too long.
+
+    ``details`` says what was received before the time ran out.
+    """
+
+    status = 504
+    code = "timeout"

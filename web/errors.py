@@ -12,7 +12,8 @@ What becomes what::
     └── RequestSchemaValidationError 422 invalid: quart-schema refused the body, query or headers;
                                      details lists each field: {"loc": ["body", "password"], ...}
     ServiceError (kernel)            its own status and code; 401 adds WWW-Authenticate: Bearer,
-                                     429 adds Retry-After
+                                     429 adds Retry-After; 504 timeout when a device or remote
+                                     service did not answer in time
     AskTimeoutError, ActorStoppedError, StoreClosedError
                                      503 unavailable: a dependency is down or stopping
     StoreError caused by an OperationalError (locked, disk full, connection lost)

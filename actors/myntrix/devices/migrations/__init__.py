@@ -1,0 +1,1 @@
+"""Alembic revisions of the Myntrix devices (entry point ``vareon.migrations: devices``; branch ``devices``)."""

@@ -1,0 +1,1 @@
+"""Myntrix task scheduling: the cron scheduler actor, task actions, runs and their history."""

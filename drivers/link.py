@@ -1,0 +1,213 @@
+"""Links: byte streams to devices, behind one Protocol, chosen by the connection string's scheme.
+
+A connection string names the driver and where the device is::
+
+    /dev/ttyUSB0?baudrate=115200        serial port by device path, options as a query
+    socket://host:port, rfc2217://host:port, loop://
+                                        pyserial's URL handlers (serial driver)
+    tcp://host:port                     a raw TCP socket
+    mqtt://broker:port/topic            a device that speaks MQTT
+
+:data:`LINKS` maps each scheme to a :class:`LinkDriver`. :func:`parse_connection_string`
+checks a string without opening anything (so a bad one is refused when the device is created,
+as a 422 naming the known schemes); :func:`open_link` opens it.
+
+A :class:`Link` is opened once and closed once; it is never reopened (the device actor opens a
+new one to reconnect). Every foreign exception (``OSError``, ``serial.SerialException``, the MQTT
+client's errors) is translated into :class:`~drivers.errors.LinkError` and its subclasses at the
+driver boundary, chained as the cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit
+
+from drivers.errors import LinkConfigError, UnknownSchemeError
+
+__all__ = [
+    "LINKS",
+    "ConnectionTarget",
+    "Link",
+    "LinkDriver",
+    "LinkRegistry",
+    "open_link",
+    "parse_connection_string",
+]
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    """A parsed connection string.
+
+    Attributes:
+        raw: the string as the user wrote it.
+        scheme: the registry key: ``serial`` for a device path, else the URL scheme, lower case.
+        location: what the driver connects to: the device path, ``host:port``, the pyserial URL,
+            or ``broker:port``.
+        path: the URL path without its leading slash (the MQTT topic), ``""`` when none.
+        options: the query parameters (``baudrate=115200``), last value wins.
+    """
+
+    raw: str
+    scheme: str
+    location: str
+    path: str = ""
+    options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@runtime_checkable
+class Link(Protocol):
+    """An open byte stream to one device.
+
+    ``receive`` returns the next bytes that arrived (at least one, at most ``max_bytes``) and
+    raises :class:`~drivers.errors.LinkClosedError` when the far end went away (unplugged,
+    connection reset, broker gone); ``send`` writes all of ``data`` or raises the same.
+    Neither blocks the event loop. ``aclose`` is idempotent and never raises.
+    """
+
+    @property
+    def description(self) -> str:
+        """A short human description, without secrets (``/dev/ttyUSB0 at 115200 baud``)."""
+        ...
+
+    async def receive(self, max_bytes: int = 65536) -> bytes: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LinkDriver(Protocol):
+    """What a driver registers under a scheme."""
+
+    def check(self, target: ConnectionTarget) -> None:
+        """Refuse a target this driver cannot use, without any I/O.
+
+        Raises:
+            LinkConfigError: names what is wrong (an unknown option, a bad baud rate, no port).
+        """
+        ...
+
+    async def open(self, target: ConnectionTarget) -> Link:
+        """Open the link.
+
+        Raises:
+            LinkConfigError: the target is wrong.
+            LinkUnavailableError: the device or host is not there now (retry later).
+        """
+        ...
+
+
+class LinkRegistry:
+    """Drivers by scheme. Registering a scheme twice is an error."""
+
+    def __init__(self) -> None:
+        self._drivers: dict[str, Callable[[], LinkDriver]] = {}
+        self._loaded: dict[str, LinkDriver] = {}
+
+    def register(self, scheme: str, driver: Callable[[], LinkDriver]) -> None:
+        """Register ``driver`` (a factory, called on first use, so a driver's imports stay lazy).
+
+        Raises:
+            ValueError: the scheme is taken or not a lower-case word.
+        """
+        if not scheme or not scheme.replace("+", "").replace("-", "").isalnum() or scheme != scheme.lower():
+            raise ValueError(f"a link scheme is a lower-case word, not {scheme!r}")
+        if scheme in self._drivers:
+            raise ValueError(f"the link scheme {scheme!r} is already registered")
+        self._drivers[scheme] = driver
+
+    def schemes(self) -> list[str]:
+        """The known schemes, sorted."""
+        return sorted(self._drivers)
+
+    def driver(self, scheme: str) -> LinkDriver:
+        """The driver of a scheme.
+
+        Raises:
+            UnknownSchemeError: no driver has that scheme; the message names the known ones.
+        """
+        if scheme not in self._drivers:
+            raise UnknownSchemeError(scheme, self.schemes())
+        if scheme not in self._loaded:
+            self._loaded[scheme] = self._drivers[scheme]()
+        return self._loaded[scheme]
+
+
+def _split(raw: str) -> ConnectionTarget:
+    text = raw.strip()
+    if not text:
+        raise LinkConfigError("a connection string cannot be empty")
+    if text.startswith("/"):
+        location, _, query = text.partition("?")
+        return ConnectionTarget(
+            raw=raw, scheme="serial", location=location, options=MappingProxyType(dict(parse_qsl(query)))
+        )
+    if "://" not in text:
+        raise LinkConfigError(
+            f"{raw!r} is neither a device path (/dev/ttyUSB0) nor a URL (tcp://host:port)"
+        )
+    parts = urlsplit(text)
+    return ConnectionTarget(
+        raw=raw,
+        scheme=parts.scheme.lower(),
+        location=parts.netloc,
+        path=parts.path.lstrip("/"),
+        options=MappingProxyType(dict(parse_qsl(parts.query))),
+    )
+
+
+def _serial() -> LinkDriver:
+    from drivers.serial import SerialDriver
+
+    return SerialDriver()
+
+
+def _tcp() -> LinkDriver:
+    from drivers.tcp import TcpDriver
+
+    return TcpDriver()
+
+
+def _mqtt() -> LinkDriver:
+    from drivers.mqtt import MqttDriver
+
+    return MqttDriver()
+
+
+LINKS = LinkRegistry()
+"""The drivers every runtime knows. Each is imported on first use (pyserial and the MQTT client
+cost start-up time an edge box without such devices need not pay)."""
+for _scheme in ("serial", "socket", "rfc2217", "loop"):  # a device path, and pyserial's URL handlers
+    LINKS.register(_scheme, _serial)
+LINKS.register("tcp", _tcp)
+LINKS.register("mqtt", _mqtt)
+
+
+def parse_connection_string(raw: str, *, registry: LinkRegistry | None = None) -> ConnectionTarget:
+    """Parse and check a connection string without opening it.
+
+    Raises:
+        UnknownSchemeError: no driver has that scheme (422; names the known ones).
+        LinkConfigError: the string or its options are wrong for its driver (422).
+    """
+    links = registry if registry is not None else LINKS
+    target = _split(raw)
+    links.driver(target.scheme).check(target)
+    return target
+
+
+async def open_link(raw: str | ConnectionTarget, *, registry: LinkRegistry | None = None) -> Link:
+    """Open the link a connection string names.
+
+    Raises:
+        UnknownSchemeError, LinkConfigError: as :func:`parse_connection_string`.
+        LinkUnavailableError: the device or host is not reachable now.
+    """
+    links = registry if registry is not None else LINKS
+    target = raw if isinstance(raw, ConnectionTarget) else parse_connection_string(raw, registry=links)
+    return await links.driver(target.scheme).open(target)
