@@ -34,6 +34,7 @@ __all__ = [
     "Link",
     "LinkDriver",
     "LinkRegistry",
+    "mask_connection_string",
     "open_link",
     "parse_connection_string",
 ]
@@ -57,6 +58,14 @@ class ConnectionTarget:
     location: str
     path: str = ""
     options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __repr__(self) -> str:
+        # A target ends up in logs and tracebacks; its password must not.
+        return (
+            f"ConnectionTarget(raw={mask_connection_string(self.raw)!r}, scheme={self.scheme!r},"
+            f" location={mask_connection_string('x://' + self.location)[4:]!r}, path={self.path!r},"
+            f" options={dict(self.options)!r})"
+        )
 
 
 @runtime_checkable
@@ -144,21 +153,44 @@ def _split(raw: str) -> ConnectionTarget:
         raise LinkConfigError("a connection string cannot be empty")
     if text.startswith("/"):
         location, _, query = text.partition("?")
-        return ConnectionTarget(
-            raw=raw, scheme="serial", location=location, options=MappingProxyType(dict(parse_qsl(query)))
-        )
+        # Blank values are kept so that "?baudrate=" is refused by the driver, not ignored.
+        options = MappingProxyType(dict(parse_qsl(query, keep_blank_values=True)))
+        return ConnectionTarget(raw=raw, scheme="serial", location=location, options=options)
     if "://" not in text:
         raise LinkConfigError(
             f"{raw!r} is neither a device path (/dev/ttyUSB0) nor a URL (tcp://host:port)"
         )
-    parts = urlsplit(text)
+    # No scheme uses fragments, and MQTT's multi-level wildcard is a "#" in the topic (the path).
+    parts = urlsplit(text, allow_fragments=False)
     return ConnectionTarget(
         raw=raw,
         scheme=parts.scheme.lower(),
         location=parts.netloc,
         path=parts.path.lstrip("/"),
-        options=MappingProxyType(dict(parse_qsl(parts.query))),
+        options=MappingProxyType(dict(parse_qsl(parts.query, keep_blank_values=True))),
     )
+
+
+def mask_connection_string(raw: str) -> str:
+    """``raw`` with the password of a URL-like connection string replaced by ``***``.
+
+    ``mqtt://user:secret@broker:1883/t`` becomes ``mqtt://user:***@broker:1883/t``; a string
+    without a password (a device path, ``tcp://host:port``, ``mqtt://user@broker/t``) comes back
+    unchanged. Use it wherever a connection string is shown or logged.
+    """
+    scheme, separator, rest = raw.partition("://")
+    if not separator:
+        return raw
+    query = len(rest) if "?" not in rest else rest.index("?")
+    netloc = min([query] + [rest.find(d) for d in "/#" if rest.find(d) != -1])
+    at = rest.rfind("@", 0, netloc)
+    if at == -1:
+        # A password with an unescaped "/" or "#" ends the URL's host part early; mask it anyway.
+        at = rest.rfind("@", 0, query)
+    user, colon, password = rest[: max(at, 0)].partition(":")
+    if at == -1 or not colon or not password:
+        return raw
+    return f"{scheme}://{user}:***@{rest[at + 1:]}"
 
 
 def _serial() -> LinkDriver:
