@@ -90,13 +90,16 @@ class Subscription:
         Raises:
             trio.ClosedResourceError: the subscription is (or gets) closed.
         """
+        # Trio's convention (as memory channels): a cancellation comes before an item is taken,
+        # never after, so a cancelled receive() loses nothing.
+        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
                 item = self.receive_nowait()
             except trio.WouldBlock:
                 await self._wakeup.park()
                 continue
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return item
 
     def __aiter__(self) -> AsyncIterator[Event | Overflow]:
