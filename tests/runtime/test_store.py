@@ -26,7 +26,7 @@ from vareon_runtime.store.engine import Engines
 TIMEOUT = 30
 
 # The newest revision of the kernel's migration branch.
-KERNEL_HEAD = "0002_auth"
+KERNEL_HEAD = "0003_telemetry"
 
 
 def installed_heads() -> set[str]:

@@ -10,5 +10,6 @@ from vareon_runtime.store.models import Base as Base
 from vareon_runtime.store.models import EventRecord as EventRecord
 from vareon_runtime.store.models import UTCDateTime as UTCDateTime
 from vareon_runtime.store.store import Store as Store
+from vareon_runtime.store.telemetry import TelemetryRecord as TelemetryRecord
 
-__all__ = ["Base", "Engines", "EventRecord", "Store", "UTCDateTime", "create_engines"]
+__all__ = ["Base", "Engines", "EventRecord", "Store", "TelemetryRecord", "UTCDateTime", "create_engines"]

@@ -72,7 +72,7 @@ async def test_migrations_match_the_models(database_url: str) -> None:
             found = await store.read(schema)
             await store.close()
     assert MYNTRIX_TABLES <= found["tables"]
-    assert {"0002_myntrix_jobs", "0002_auth"} <= found["heads"]
+    assert {"0002_myntrix_jobs", "0003_telemetry"} <= found["heads"]
     assert "ix_agent_logs_agent_id_id" in found["indexes"]
     assert found["foreign_keys"] == [("fk_agent_logs_agent_id_agents", {"ondelete": "CASCADE"})]
     assert found["diff"] == []

@@ -1,0 +1,48 @@
+"""Telemetry samples: the ``telemetry`` table.
+
+Revision ID: 0003_telemetry
+Revises: 0002_auth
+Create Date: 2025-03-01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003_telemetry"
+down_revision: str | Sequence[str] | None = "0002_auth"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "telemetry",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("device_id", sa.String(length=36), nullable=True),
+        sa.Column("metric_name", sa.String(length=255), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_telemetry")),
+    )
+    op.create_index(
+        "ix_telemetry_device_id_metric_name_timestamp",
+        "telemetry",
+        ["device_id", "metric_name", "timestamp"],
+    )
+    op.create_index("ix_telemetry_timestamp", "telemetry", ["timestamp"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_telemetry_timestamp", table_name="telemetry")
+    op.drop_index("ix_telemetry_device_id_metric_name_timestamp", table_name="telemetry")
+    op.drop_table("telemetry")
