@@ -2,7 +2,9 @@
 
 One blueprint per domain (``auth``, ``system``, ...). Before any view: a request id, the body
 limit (413 on a too large Content-Length before a byte of the body is read; a chunked body is cut
-off by Quart once it passes the same limit), then the access check of :mod:`web.permissions`.
+off by Quart once it passes the same limit; a route marked ``@upload_route`` has
+``upload_max_size`` instead of ``max_body_size``, see :mod:`web.uploads`), then the access check
+of :mod:`web.permissions`.
 Bodies are read by :class:`~web.validation.VareonRequest` (strict JSON, UTF-8 forms, 415 for a
 Content-Type the route does not take).
 quart-schema publishes OpenAPI 3.1 at ``/openapi.json`` and Swagger UI at ``/docs`` with the
@@ -39,11 +41,12 @@ from werkzeug.routing.rules import Rule
 from vareon_runtime.auth import Role
 from vareon_runtime.component import RuntimeContext
 
-from . import auth, myntrix, system, websocket
+from . import auth, devices, myntrix, system, telemetry, visualization, websocket
 from .context import install_context
 from .errors import install_error_handlers
 from .permissions import access_of, install_permissions, public
 from .schemas import ErrorResponse
+from .uploads import UploadConnection, UploadTooLargeError, is_upload_route
 from .validation import FORM_OR_JSON_ATTRIBUTE, VareonRequest
 
 __all__ = ["BLUEPRINTS", "DOCS_STATIC", "VareonRequest", "create_app"]
@@ -54,6 +57,9 @@ BLUEPRINTS: tuple[tuple[Blueprint, str], ...] = (
     (auth.blueprint, "auth"),
     (websocket.blueprint, "websocket"),
     (myntrix.blueprint, "myntrix"),
+    (devices.blueprint, "devices"),
+    (telemetry.blueprint, "telemetry"),
+    (visualization.blueprint, "visualization"),
 )
 
 DOCS_STATIC = "/docs/static"
@@ -124,6 +130,7 @@ def create_app(ctx: RuntimeContext) -> QuartTrio:
     """
     app = QuartTrio(__name__, static_folder=None)
     app.request_class = VareonRequest
+    app.asgi_http_class = UploadConnection  # an upload route's body gets upload_max_size
     app.config.update(
         MAX_CONTENT_LENGTH=ctx.config.server.max_body_size,
         # A form field may be as large as the body limit allows (Quart's own default of 500 kB
@@ -197,7 +204,10 @@ async def _docs_static(filename: str) -> Response:
 
 async def _refuse_large_body() -> None:
     # Quart would refuse the same body only when a view reads it; refuse it before any work.
+    # An upload route's request carries its own limit, upload_max_size (web.uploads).
     length = request.content_length
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = request.max_content_length
     if length is not None and limit is not None and length > limit:
+        if is_upload_route(current_app.view_functions.get(request.endpoint or "")):
+            raise UploadTooLargeError.over(limit)
         raise RequestEntityTooLarge()

@@ -51,6 +51,12 @@ from actors.myntrix.schemas import RestartType as RestartType
 from actors.myntrix.schemas import SystemMetrics as SystemMetrics
 from actors.myntrix.schemas import SystemSample as SystemSample
 from actors.myntrix.settings import MyntrixSettings as MyntrixSettings
+from actors.myntrix.visualization import SceneLink as SceneLink
+from actors.myntrix.visualization import SceneNode as SceneNode
+from actors.myntrix.visualization import Vector3 as Vector3
+from actors.myntrix.visualization import VisualizationData as VisualizationData
+from actors.myntrix.visualization import VisualizationFeed as VisualizationFeed
+from actors.myntrix.visualization import visualization_data as visualization_data
 
 __all__ = [
     "MYNTRIX_NAME",
@@ -88,13 +94,19 @@ __all__ = [
     "RenameAgent",
     "RestartAgent",
     "RestartType",
+    "SceneLink",
+    "SceneNode",
     "StartAgent",
     "StopAgent",
     "SystemMetrics",
     "SystemSample",
+    "Vector3",
+    "VisualizationData",
+    "VisualizationFeed",
     "agents_of",
     "check_runnable",
     "jobs_of",
     "myntrix_component",
     "sampler_of",
+    "visualization_data",
 ]
