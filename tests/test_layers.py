@@ -39,7 +39,7 @@ def test_imports_point_down_the_layers(layer: str) -> None:
     assert not offenders, f"{layer} may import only {sorted(ALLOWED[layer])}:\n" + "\n".join(offenders)
 
 
-@pytest.mark.parametrize("package", ["vareon_runtime", "vareon_runtime.store", "vareon_runtime.bench", "vareon_runtime.auth", "actors.myntrix.devices"])
+@pytest.mark.parametrize("package", ["vareon_runtime", "vareon_runtime.store", "vareon_runtime.bench", "vareon_runtime.auth", "actors.myntrix.devices", "actors.myntrix.scheduler"])
 def test_package_face_lists_every_public_name(package: str) -> None:
     module = importlib.import_module(package)
     public = {

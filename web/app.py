@@ -41,7 +41,7 @@ from werkzeug.routing.rules import Rule
 from vareon_runtime.auth import Role
 from vareon_runtime.component import RuntimeContext
 
-from . import auth, devices, myntrix, system, telemetry, visualization, websocket
+from . import auth, devices, myntrix, system, tasks, telemetry, visualization, websocket
 from .context import install_context
 from .errors import install_error_handlers
 from .permissions import access_of, install_permissions, public
@@ -60,6 +60,7 @@ BLUEPRINTS: tuple[tuple[Blueprint, str], ...] = (
     (devices.blueprint, "devices"),
     (telemetry.blueprint, "telemetry"),
     (visualization.blueprint, "visualization"),
+    (tasks.blueprint, "tasks"),
 )
 
 DOCS_STATIC = "/docs/static"

@@ -13,9 +13,8 @@ import pytest
 import trio
 from quart_trio import QuartTrio
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
-from web_support import Account, Front, error_of
+from web_support import DOMAINS, Account, Front, error_of
 
-from actors.myntrix import myntrix_component
 from vareon_runtime.auth import Role
 from vareon_runtime.component import ComponentFactory
 from web import create_app, public
@@ -26,7 +25,7 @@ from web.validation import FORM_OR_JSON_ATTRIBUTE
 @pytest.fixture
 def front_components() -> tuple[ComponentFactory, ...]:
     """The domains run, so their POST routes get past "module not running" to the body."""
-    return (myntrix_component,)
+    return DOMAINS
 
 LIMIT = 4096
 

@@ -14,9 +14,8 @@ import uuid
 import pytest
 import trio
 from quart import Quart, websocket
-from web_support import Account, Front, error_of
+from web_support import DOMAINS, Account, Front, error_of
 
-from actors.myntrix import myntrix_component
 from vareon_runtime.auth import Role
 from vareon_runtime.component import ComponentFactory
 from web import create_app, public, requires, websocket_auth
@@ -29,7 +28,7 @@ IDENTITIES: tuple[Role | None, ...] = (None, Role.VIEWER, Role.OPERATOR, Role.AD
 @pytest.fixture
 def front_components() -> tuple[ComponentFactory, ...]:
     """The domains run, so their routes answer as they would in production (not 503)."""
-    return (myntrix_component,)
+    return DOMAINS
 
 
 def _fill(rule: str) -> str:
@@ -107,6 +106,13 @@ async def test_every_route_answers_as_its_declared_access(
         ("/health", "GET"),
         ("/api/myntrix/agents", "POST"),
         ("/api/myntrix/agents/<agent_id>/start", "POST"),
+        ("/api/myntrix/tasks", "POST"),
+        ("/api/myntrix/tasks/history", "GET"),
+        ("/api/myntrix/tasks/<task_id>/run", "POST"),
+        ("/api/myntrix/tasks/<task_id>", "DELETE"),
+        ("/api/myntrix/devices/<device_id>/command", "POST"),
+        ("/api/myntrix/devices/<device_id>/upload", "DELETE"),
+        ("/api/myntrix/hardware/<device_id>/status", "GET"),
     }
     problems = await check_routes(front.app, accounts)
     assert not problems, "route x role table broken:\n" + "\n".join(problems)

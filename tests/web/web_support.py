@@ -9,6 +9,9 @@ from pathlib import Path
 import trio
 from quart_trio import QuartTrio
 
+from actors.myntrix import myntrix_component
+from actors.myntrix.devices import devices_component
+from actors.myntrix.scheduler import scheduler_component
 from vareon_runtime import Runtime, RuntimeContext, load_config
 from vareon_runtime.auth import Passwords, Role
 from vareon_runtime.component import Component, ComponentFactory
@@ -16,6 +19,8 @@ from web import WebServer, web_component
 
 START_TIMEOUT = 30.0
 PASSWORD = "correct horse battery staple"
+# The domain components with routes, so those answer as in production rather than 503.
+DOMAINS: tuple[ComponentFactory, ...] = (myntrix_component, devices_component, scheduler_component)
 
 
 @dataclass

@@ -1,19 +1,236 @@
-"""The scheduler as a runtime component (entry point ``vareon.components: scheduler``)."""
+"""The scheduler module as a runtime component (entry point ``vareon.components: scheduler``).
+
+:class:`SchedulerModule` is the ``scheduler`` child of the root supervisor (order 20: after
+Myntrix, whose ``jobs`` table and agents its runs use), registered as ``scheduler``; asked
+:class:`~actors.myntrix.scheduler.messages.GetTasks` it answers the
+:class:`~actors.myntrix.scheduler.tasks.Tasks` face (see :func:`tasks_of`).
+
+Starting, it marks the runs a crashed runtime left ``running`` as ``failed`` (and their jobs),
+then runs its own supervisor (``rest_for_one``) over two children: ``task-runs``, the supervisor
+of the runs (each a temporary child ``task-run/<run id>``, registered), then ``scheduler``, the
+:class:`~actors.myntrix.scheduler.scheduler.TaskScheduler` actor. A crash of the scheduler
+restarts it alone, with its runs untouched; it reloads the tasks from the table.
+
+Stopping, it first stops the scheduler (no new runs), then cancels every live run at once, each
+ending ``cancelled`` with the reason (a script's process group gets SIGTERM, its stop timeout,
+SIGKILL), then lets the supervisor stop the actors. Tasks and their last fire times are in the
+table, so the schedule resumes with the runtime; what it missed meanwhile is a misfire.
+"""
 
 from __future__ import annotations
 
-from vareon_runtime.actor import Actor
-from vareon_runtime.component import Component, RuntimeContext
-from vareon_runtime.supervisor import ChildSpec
+import logging
+from collections.abc import Callable
+from datetime import datetime
 
-__all__ = ["SCHEDULER_NAME", "Scheduler", "scheduler_component"]
+import trio
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vareon_runtime.actor import Actor, handles
+from vareon_runtime.bus import EventBus
+from vareon_runtime.clock import utcnow
+from vareon_runtime.component import Component, RuntimeContext
+from vareon_runtime.errors import VareonError
+from vareon_runtime.registry import Registry
+from vareon_runtime.store import Store
+from vareon_runtime.supervisor import Backoff, ChildSpec, Strategy, Supervisor
+
+from ..jobs import Jobs
+from .actions import ACTIONS, ActionRegistry
+from .messages import GetTasks
+from .models import TaskRunRecord
+from .run import Runs
+from .scheduler import TaskScheduler
+from .schemas import RunStatus
+from .settings import SchedulerSettings
+from .tasks import Tasks
+
+__all__ = ["SCHEDULER_NAME", "SCHEDULER_ORDER", "SchedulerModule", "scheduler_component", "tasks_of"]
+
+log = logging.getLogger("vareon.myntrix.scheduler")
 
 SCHEDULER_NAME = "scheduler"
+"""The module's child name under the root supervisor, and so its registry name."""
+
+SCHEDULER_ORDER = 20
+"""After Myntrix (10): runs report into its jobs table and act on its agents."""
+
+INTERRUPTED = "the runtime stopped (crash or kill) while this run was running"
 
 
-class Scheduler(Actor):
-    """The cron scheduler (being built: issue 6)."""
+class SchedulerModule(Actor):
+    """The scheduler module: the runs supervisor, the scheduler actor, the :class:`Tasks` face.
+
+    Args:
+        store, bus, registry: the runtime's (runs register as ``task-run/<run id>``).
+        settings: the module's tunables.
+        actions: the action kinds (the runtime's :data:`ACTIONS` unless a test or the
+            benchmark passes its own registry).
+        now: wall-clock time (aware UTC); tests pass a simulated clock.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        registry: Registry,
+        *,
+        settings: SchedulerSettings | None = None,
+        actions: ActionRegistry = ACTIONS,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or SchedulerSettings()
+        self.store = store
+        self.registry = registry
+        self.now = now
+        self.runs_supervisor = self._new_runs_supervisor(registry, bus)
+        self.runs = Runs(
+            store,
+            bus,
+            registry,
+            Jobs(store),
+            actions,
+            settings=self.settings,
+            now=now,
+            supervisor=lambda: self.runs_supervisor,
+        )
+
+        def runs_supervisor() -> Supervisor:
+            # A fresh supervisor per (re)start; Runs finds the current one.
+            self.runs_supervisor = self._new_runs_supervisor(registry, bus)
+            return self.runs_supervisor
+
+        self.supervisor = Supervisor(
+            "scheduler",
+            [
+                ChildSpec("task-runs", runs_supervisor, shutdown=self.settings.shutdown_timeout),
+                ChildSpec("scheduler", lambda: TaskScheduler(store, self.runs, settings=self.settings, now=now)),
+            ],
+            strategy=Strategy.REST_FOR_ONE,
+            max_restarts=5,
+            period=60.0,
+            backoff=Backoff(0.1, 5.0),
+            bus=bus,
+            shutdown_timeout=self.settings.shutdown_timeout + 5.0,
+        )
+        self.tasks: Tasks | None = None
+
+    def _new_runs_supervisor(self, registry: Registry, bus: EventBus) -> Supervisor:
+        return Supervisor(
+            "task-runs",
+            max_restarts=None,  # runs are temporary children: nothing to give up on
+            registry=registry,
+            bus=bus,
+            shutdown_timeout=self.settings.shutdown_timeout,
+        )
+
+    async def on_start(self) -> None:
+        await self._recover()
+        await self.nursery.start(self._supervise)
+        self.tasks = Tasks(
+            self.store,
+            self.supervisor.ref("scheduler"),
+            self.runs,
+            actions=self.runs.actions,
+            settings=self.settings,
+            now=self.now,
+        )
+
+    @handles(GetTasks)
+    async def get_tasks(self, msg: GetTasks) -> Tasks:
+        assert self.tasks is not None, "the face exists before the module answers"
+        return self.tasks
+
+    async def _recover(self) -> None:
+        """Mark the runs a crashed runtime left ``running`` as failed, and their jobs."""
+        end = self.now()
+
+        def interrupted(session: Session) -> list[str | None]:
+            rows = session.scalars(select(TaskRunRecord).where(TaskRunRecord.status == RunStatus.RUNNING.value)).all()
+            for row in rows:
+                row.status = RunStatus.FAILED.value
+                row.end_time = end
+                row.error = INTERRUPTED
+            return [row.job_id for row in rows]
+
+        job_ids = await self.store.write(interrupted)
+        if not job_ids:
+            return
+        log.warning("scheduler: %d runs were interrupted by the last stop of the runtime; marked failed", len(job_ids))
+        jobs = self.runs.jobs
+        for job_id in job_ids:
+            if job_id is None:
+                continue
+            try:
+                await jobs.finish(job_id, ok=False, log=INTERRUPTED)
+            except VareonError:
+                pass  # already finished, or gone: nothing to correct
+
+    async def _supervise(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the module's supervisor until cancelled; then stop the scheduler, cancel every run
+        at once, and only then let the supervisor stop the actors."""
+        supervisor = self.supervisor
+
+        async def supervise(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.CancelScope(shield=True):  # stopped below, after the runs
+                await supervisor.run(task_status=task_status)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(supervise)
+                task_status.started()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    with trio.CancelScope(shield=True) as scope:
+                        scope.deadline = trio.current_time() + self.settings.shutdown_timeout
+                        await self._stop_runs()
+                        await supervisor.stop()
+        finally:
+            for name in list(self.registry):
+                if name.startswith("task-run/"):
+                    self.registry.unregister(name)
+
+    async def _stop_runs(self) -> None:
+        runs = self.runs
+        runs.closing = True  # nothing new is booked from here on
+        try:
+            await self.supervisor.terminate_child("scheduler")
+        except VareonError as exc:
+            log.warning("scheduler: stopping the scheduler actor: %s", exc)
+        live = runs.live()
+        if live:
+            log.info("scheduler: cancelling %d running task runs", len(live))
+            left = await runs.cancel(live, "the runtime is stopping", timeout=self.settings.run_shutdown)
+            if left:
+                log.error("scheduler: %d task runs did not stop within %gs", len(left), self.settings.run_shutdown)
+
+
+async def tasks_of(registry: Registry, *, timeout: float = 5.0) -> Tasks:
+    """The :class:`Tasks` face of the runtime whose registry this is.
+
+    Raises:
+        NotRegisteredError: the scheduler module is not running (not installed, or disabled).
+    """
+    tasks: Tasks = await registry.lookup(SCHEDULER_NAME).ask(GetTasks(), timeout=timeout)
+    return tasks
 
 
 def scheduler_component(ctx: RuntimeContext) -> Component:
-    return Component(spec=ChildSpec(SCHEDULER_NAME, Scheduler), order=20)
+    """The ``scheduler`` child of the root supervisor, its settings from ``[myntrix]``."""
+    configured = ctx.config.myntrix
+    settings = SchedulerSettings(
+        timezone=configured.scheduler_timezone,
+        misfire_grace=configured.task_misfire_grace,
+        runs_keep=configured.task_runs_keep,
+    )
+
+    def factory() -> SchedulerModule:
+        return SchedulerModule(ctx.store, ctx.bus, ctx.registry, settings=settings)
+
+    return Component(
+        spec=ChildSpec(SCHEDULER_NAME, factory, shutdown=settings.shutdown_timeout + 10.0),
+        order=SCHEDULER_ORDER,
+    )

@@ -1,0 +1,109 @@
+"""The scheduler's tables: ``scheduled_tasks`` and their runs, ``task_runs``.
+
+They live on the kernel's :class:`~vareon_runtime.store.Base`; their migration is the revision
+``0001_scheduler`` on the ``scheduler`` branch (``actors/myntrix/scheduler/migrations``).
+
+A task's ``timezone`` and ``misfire_grace`` are resolved when it is created (the config's
+``[myntrix] scheduler_timezone`` and ``task_misfire_grace`` when the request names none), so a
+later change of ``config.toml`` never moves the fire times of tasks that exist.
+
+Runs belong to their task: deleting a task deletes its runs (``ON DELETE CASCADE``, and the
+face deletes them explicitly too, as SQLite enforces the key only where foreign keys are on).
+What ran stays visible in ``jobs`` (type ``task.run``), which is not pruned with the task.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vareon_runtime.clock import utcnow
+from vareon_runtime.store.models import Base, UTCDateTime
+
+from .schemas import RunStatus, RunTrigger, TaskRun
+
+__all__ = ["ScheduledTaskRecord", "TaskRunRecord", "run_from_record"]
+
+class ScheduledTaskRecord(Base):
+    """One scheduled task: when it fires (``schedule`` in ``timezone``) and what it does
+    (``action``, the kind, with its ``parameters``)."""
+
+    __tablename__ = "scheduled_tasks"
+    __table_args__ = (Index("ix_scheduled_tasks_created_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    schedule: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    # The action's parameters as validated, snake_case or camelCase keys, secrets in clear: the
+    # wire shows them masked (ActionParameters.masked).
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # Seconds a run may take before it is cancelled (status timeout); NULL: no limit.
+    timeout: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # skip | allow: may a run start while the previous one is still running?
+    overlap: Mapped[str] = mapped_column(String(8), default="skip")
+    # skip | run_once: what a fire time missed while the runtime was down becomes.
+    misfire_policy: Mapped[str] = mapped_column(String(16), default="run_once")
+    misfire_grace: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The last fire time the scheduler handled (ran, skipped or let pass): after downtime the
+    # fire times between it and now are the misfires.
+    last_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    def __repr__(self) -> str:
+        return f"ScheduledTaskRecord(id={self.id!r}, name={self.name!r}, schedule={self.schedule!r})"
+
+class TaskRunRecord(Base):
+    """One run of a task (or one fire time skipped, with the reason in ``error``)."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (
+        Index("ix_task_runs_task_id_start_time", "task_id", "start_time"),
+        Index("ix_task_runs_start_time", "start_time"),
+        Index("ix_task_runs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(36), ForeignKey("scheduled_tasks.id", ondelete="CASCADE"))
+    # The fire time this run is for; NULL for a run started by hand.
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # running | succeeded | failed | timeout | skipped | cancelled
+    status: Mapped[str] = mapped_column(String(16))
+    # cron | manual
+    trigger: Mapped[str] = mapped_column(String(8))
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The tail of what the action logged (at most SchedulerSettings.log_max characters).
+    logs: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Its row in jobs (not a foreign key: jobs are kept and pruned on their own terms).
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+    def __repr__(self) -> str:
+        return f"TaskRunRecord(id={self.id!r}, task_id={self.task_id!r}, status={self.status!r})"
+
+def run_from_record(row: TaskRunRecord) -> TaskRun:
+    """The wire shape of a ``task_runs`` row (in the store's worker thread)."""
+    return TaskRun(
+        id=row.id,
+        task_id=row.task_id,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        status=RunStatus(row.status),
+        logs=row.logs,
+        trigger=RunTrigger(row.trigger),
+        scheduled_for=row.scheduled_for,
+        exit_code=row.exit_code,
+        http_status=row.http_status,
+        error=row.error,
+        job_id=row.job_id,
+    )

@@ -1,0 +1,479 @@
+"""``Tasks``: scheduled tasks as the web front (and tests, and the benchmark) use them.
+
+Reads come from the tables. ``create``, ``update`` and ``delete`` write the row, then tell the
+scheduler actor (:class:`~actors.myntrix.scheduler.messages.ScheduleTask`,
+:class:`~actors.myntrix.scheduler.messages.UnscheduleTask`), which answers at once: the face
+never makes the scheduler wait for the database. ``run_now`` books and starts a run itself
+(:class:`~actors.myntrix.scheduler.run.Runs`) and answers it once its row is written.
+
+Checked at the door, each a ``ServiceError`` the web front maps to HTTP: an unknown action kind
+or bad parameters (422, from the actions registry), a bad or never-firing cron expression or an
+unknown time zone (422, :class:`~actors.myntrix.scheduler.errors.InvalidCronError`), a kind
+only an admin may define (``script``: it executes on the host) asked for by someone else (403),
+an unknown id (404), a run now while a run still goes and overlap is skip (409).
+
+Deleting a task cancels its live runs (each ends ``cancelled``), then deletes the task and its
+runs; their ``jobs`` rows stay.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import trio
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from vareon_runtime.actor import ActorRef
+from vareon_runtime.auth import Role
+from vareon_runtime.clock import utcnow
+from vareon_runtime.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, ServiceError
+from vareon_runtime.store import Store
+
+from .actions import ACTIONS, ActionRegistry
+from .cron import parse_cron
+from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
+from .models import ScheduledTaskRecord, TaskRunRecord, run_from_record
+from .run import Runs
+from .scheduler import schedule_of, spec_from_record
+from .schemas import (
+    NEXT_RUNS,
+    RunStatus,
+    Task,
+    TaskCreate,
+    TaskPage,
+    TaskRun,
+    TaskRunPage,
+    TaskUpdate,
+)
+from .settings import SchedulerSettings
+
+__all__ = ["LIST_LIMIT_MAX", "Tasks"]
+
+log = logging.getLogger("vareon.myntrix.scheduler.tasks")
+
+LIST_LIMIT_MAX = 500
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: M | Mapping[str, Any]) -> M:
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(
+            f"invalid {model.__name__}: {exc.error_count()} error(s)",
+            details=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from exc
+
+
+def _task_id(task_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(task_id)))
+    except ValueError:
+        raise NotFoundError(f"no task has the id {task_id!r} (task ids are UUIDs)") from None
+
+
+def _page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise InvalidRequestError(f"limit must be between 1 and {LIST_LIMIT_MAX}, not {limit!r}")
+    if offset < 0:
+        raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)  # the wire's times are UTC
+    return moment
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A task row with its latest run, as read in the store's thread."""
+
+    spec: TaskSpec
+    created_by: str | None
+    created_at: datetime
+    last_run: datetime | None
+    last_status: str | None
+
+
+def _select_rows() -> Any:
+    last = (
+        select(TaskRunRecord.start_time, TaskRunRecord.status)
+        .where(TaskRunRecord.task_id == ScheduledTaskRecord.id)
+        .order_by(TaskRunRecord.start_time.desc(), TaskRunRecord.id.desc())
+        .limit(1)
+    )
+    last_time = last.with_only_columns(TaskRunRecord.start_time).scalar_subquery()
+    last_status = last.with_only_columns(TaskRunRecord.status).scalar_subquery()
+    return select(ScheduledTaskRecord, last_time.label("last_run"), last_status.label("last_status"))
+
+
+def _row(record: ScheduledTaskRecord, last_run: Any, last_status: str | None) -> _Row:
+    if isinstance(last_run, datetime) and last_run.tzinfo is None:
+        last_run = last_run.replace(tzinfo=timezone.utc)  # a scalar subquery loses the column type
+    elif isinstance(last_run, str):
+        last_run = datetime.fromisoformat(last_run).replace(tzinfo=timezone.utc)
+    return _Row(spec_from_record(record), record.created_by, record.created_at, last_run, last_status)
+
+
+def _read_one(task_id: str) -> Callable[[Session], _Row | None]:
+    def read(session: Session) -> _Row | None:
+        found = session.execute(_select_rows().where(ScheduledTaskRecord.id == task_id)).first()
+        return _row(*found) if found is not None else None
+
+    return read
+
+
+class Tasks:
+    """The scheduled tasks of one runtime.
+
+    Args:
+        store: the runtime's store.
+        scheduler: the scheduler actor's ref (stable across its restarts).
+        runs: the module's runs (run now, cancelling the runs of a deleted task).
+        actions: the action kinds.
+        settings: the module's tunables (the default zone and misfire grace).
+        now: wall-clock time (aware UTC).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        scheduler: ActorRef,
+        runs: Runs,
+        *,
+        actions: ActionRegistry = ACTIONS,
+        settings: SchedulerSettings | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.runs = runs
+        self.actions = actions
+        self.settings = settings or SchedulerSettings()
+        self.now = now
+        # Per task: update, delete and run now never interleave.
+        self._locks: dict[str, trio.Lock] = {}
+
+    def _lock(self, task_id: str) -> trio.Lock:
+        lock = self._locks.get(task_id)
+        if lock is None:
+            lock = self._locks[task_id] = trio.Lock()
+        return lock
+
+    # ------------------------------------------------------------------ shaping
+
+    def _check_kind(self, kind: str, role: Role | None, *, doing: str) -> None:
+        """Refuse an unknown kind (422), or a kind only admins may define to anyone else (403)."""
+        action = self.actions.action(kind)
+        if role is not None and getattr(action, "admin_only", False) and role is not Role.ADMIN:
+            raise PermissionDeniedError(
+                f"only an admin may {doing} a {kind} task (it executes on the host); you are {role.value}",
+                details={"field": "action", "kind": kind, "role": role.value},
+            )
+
+    def _masked(self, spec: TaskSpec) -> dict[str, Any]:
+        """The parameters for the wire, secrets masked; {} when the kind is no longer known."""
+        try:
+            params = self.actions.validate(spec.action, spec.parameters, check=False)
+        except ServiceError as exc:
+            log.warning("task %s: its parameters cannot be shown: %s", spec.id, exc)
+            return {}
+        masked = getattr(params, "masked", None)
+        return masked() if callable(masked) else params.model_dump(mode="json", by_alias=True)
+
+    def _shape(self, row: _Row, now: datetime) -> Task:
+        spec = row.spec
+        next_runs: list[datetime] = []
+        if spec.enabled:
+            try:
+                schedule = schedule_of(spec.schedule, spec.timezone)
+                next_runs = [moment.astimezone(schedule.zone) for moment in schedule.next_times(now, NEXT_RUNS)]
+            except ServiceError as exc:
+                log.warning("task %s: no next fire times: %s", spec.id, exc)
+        return Task(
+            id=spec.id,
+            name=spec.name,
+            schedule=spec.schedule,
+            action=spec.action,
+            parameters=self._masked(spec),
+            enabled=spec.enabled,
+            timezone=spec.timezone,
+            timeout=spec.timeout,
+            overlap=spec.overlap,
+            misfire_policy=spec.misfire_policy,
+            misfire_grace=spec.misfire_grace,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            updated_at=spec.updated_at,
+            last_fire_at=spec.last_fire_at,
+            last_run=row.last_run,
+            last_status=RunStatus(row.last_status) if row.last_status else None,
+            next_run=next_runs[0] if next_runs else None,
+            next_runs=next_runs,
+        )
+
+    async def _tell(self, spec: TaskSpec) -> None:
+        await self.scheduler.ask(ScheduleTask(task=spec), timeout=self.settings.ask_timeout)
+
+    async def _load(self, task_id: str) -> _Row:
+        row = await self.store.read(_read_one(task_id))
+        if row is None:
+            raise NotFoundError(f"no task has the id {task_id!r}")
+        return row
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, task_id: str) -> Task:
+        """One task.
+
+        Raises:
+            NotFoundError: no task has that id.
+        """
+        return self._shape(await self._load(_task_id(task_id)), self.now())
+
+    async def list(self, *, limit: int = 50, offset: int = 0, enabled: bool | None = None) -> TaskPage:
+        """A page of tasks, oldest first, and how many match (``enabled`` filters).
+
+        Raises:
+            InvalidRequestError: ``limit`` outside 1..500 or a negative ``offset``.
+        """
+        _page(limit, offset)
+
+        def read(session: Session) -> tuple[list[_Row], int]:
+            query = _select_rows()
+            count = select(func.count()).select_from(ScheduledTaskRecord)
+            if enabled is not None:
+                query = query.where(ScheduledTaskRecord.enabled.is_(enabled))
+                count = count.where(ScheduledTaskRecord.enabled.is_(enabled))
+            found = session.execute(
+                query.order_by(ScheduledTaskRecord.created_at, ScheduledTaskRecord.id).limit(limit).offset(offset)
+            ).all()
+            return [_row(*item) for item in found], session.scalar(count) or 0
+
+        rows, total = await self.store.read(read)
+        now = self.now()
+        return TaskPage([self._shape(row, now) for row in rows], total)
+
+    async def history(
+        self,
+        *,
+        task_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> TaskRunPage:
+        """A page of runs, newest first (by start time), and how many match.
+
+        Args:
+            task_id: only this task's runs.
+            status: only runs in this status.
+            since, until: only runs started at or after ``since`` and before ``until``.
+
+        Raises:
+            InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, an unknown
+                status, or ``since`` after ``until``.
+        """
+        _page(limit, offset)
+        wanted: str | None = None
+        if status is not None:
+            try:
+                wanted = RunStatus(status).value
+            except ValueError:
+                known = ", ".join(s.value for s in RunStatus)
+                raise InvalidRequestError(f"status must be one of {known}, not {status!r}") from None
+        since, until = _aware(since), _aware(until)
+        if since is not None and until is not None and since > until:
+            raise InvalidRequestError(f"since ({since.isoformat()}) must not be after until ({until.isoformat()})")
+
+        def read(session: Session) -> TaskRunPage:
+            conditions = []
+            if task_id is not None:
+                conditions.append(TaskRunRecord.task_id == str(task_id))
+            if wanted is not None:
+                conditions.append(TaskRunRecord.status == wanted)
+            if since is not None:
+                conditions.append(TaskRunRecord.start_time >= since)
+            if until is not None:
+                conditions.append(TaskRunRecord.start_time < until)
+            rows = session.scalars(
+                select(TaskRunRecord)
+                .where(*conditions)
+                .order_by(TaskRunRecord.start_time.desc(), TaskRunRecord.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            total = session.scalar(select(func.count()).select_from(TaskRunRecord).where(*conditions)) or 0
+            return TaskRunPage([run_from_record(row) for row in rows], total)
+
+        return await self.store.read(read)
+
+    # ------------------------------------------------------------------ changes
+
+    async def create(self, data: TaskCreate | Mapping[str, Any], *, role: Role, user: str | None = None) -> Task:
+        """Create a task; answers it with its next fire times.
+
+        Raises:
+            InvalidRequestError: a bad body, an unknown kind, bad parameters, a bad or
+                never-firing schedule, an unknown time zone (422).
+            PermissionDeniedError: a kind only an admin may define, for someone else (403).
+        """
+        data = _parse(TaskCreate, data)
+        self._check_kind(data.action, role, doing="create")
+        params = self.actions.validate(data.action, data.parameters)
+        zone = data.timezone or self.settings.timezone
+        now = self.now()
+        parse_cron(data.schedule, zone, now=now)
+        record: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "name": data.name,
+            "schedule": " ".join(data.schedule.split()),
+            "action": data.action,
+            "parameters": params.model_dump(mode="json", by_alias=True),
+            "enabled": data.enabled,
+            "timezone": zone,
+            "timeout": data.timeout,
+            "overlap": data.overlap.value,
+            "misfire_policy": data.misfire_policy.value,
+            "misfire_grace": data.misfire_grace if data.misfire_grace is not None else self.settings.misfire_grace,
+            "created_by": user,
+            "created_at": now,
+            "updated_at": now,
+            "last_fire_at": None,
+        }
+
+        def insert(session: Session) -> _Row:
+            row = ScheduledTaskRecord(**record)
+            session.add(row)
+            session.flush()
+            return _Row(spec_from_record(row), row.created_by, row.created_at, None, None)
+
+        row = await self.store.write(insert)
+        await self._tell(row.spec)
+        log.info("task %s (%s) created by %s: %s %s", row.spec.id, row.spec.name, user, row.spec.schedule, row.spec.action)
+        return self._shape(row, now)
+
+    async def update(self, task_id: str, data: TaskUpdate | Mapping[str, Any], *, role: Role) -> Task:
+        """Change the fields given (``enabled`` alone enables or disables).
+
+        Raises:
+            NotFoundError: no task has that id.
+            InvalidRequestError: as for :meth:`create`.
+            PermissionDeniedError: the task's kind, or the new one, is one only an admin may define.
+        """
+        task_id = _task_id(task_id)
+        data = _parse(TaskUpdate, data)
+        given = data.model_fields_set
+        async with self._lock(task_id):
+            current = (await self._load(task_id)).spec
+            if current.action in self.actions:
+                self._check_kind(current.action, role, doing="change")
+            kind = data.action if data.action is not None else current.action
+            self._check_kind(kind, role, doing="change")
+            changes: dict[str, Any] = {}
+            if data.action is not None or data.parameters is not None:
+                previous = None
+                if kind == current.action:
+                    try:
+                        previous = self.actions.validate(current.action, current.parameters, check=False)
+                    except ServiceError:
+                        previous = None
+                parameters = data.parameters if data.parameters is not None else current.parameters
+                params = self.actions.validate(kind, parameters, previous=previous)
+                changes["action"] = kind
+                changes["parameters"] = params.model_dump(mode="json", by_alias=True)
+            now = self.now()
+            if data.schedule is not None or data.timezone is not None:
+                schedule = data.schedule if data.schedule is not None else current.schedule
+                zone = data.timezone if data.timezone is not None else current.timezone
+                parse_cron(schedule, zone, now=now)
+                changes["schedule"] = " ".join(schedule.split())
+                changes["timezone"] = zone
+            for name in ("name", "enabled", "misfire_grace"):
+                value = getattr(data, name)
+                if value is not None:
+                    changes[name] = value
+            for name in ("overlap", "misfire_policy"):
+                value = getattr(data, name)
+                if value is not None:
+                    changes[name] = value.value
+            if "timeout" in given:
+                changes["timeout"] = data.timeout
+            changes["updated_at"] = now
+
+            def change(session: Session) -> _Row | None:
+                row = session.get(ScheduledTaskRecord, task_id)
+                if row is None:
+                    return None
+                for name, value in changes.items():
+                    setattr(row, name, value)
+                session.flush()
+                return _read_one(task_id)(session)
+
+            row = await self.store.write(change)
+            if row is None:
+                raise NotFoundError(f"no task has the id {task_id!r}")
+            await self._tell(row.spec)
+            return self._shape(row, now)
+
+    async def delete(self, task_id: str, *, role: Role | None = None) -> None:
+        """Cancel the task's live runs (they end ``cancelled``), then delete it and its runs.
+
+        Args:
+            role: the caller's; refused (403) for a kind only admins define unless admin. None
+                for callers inside the runtime.
+
+        Raises:
+            NotFoundError: no task has that id.
+            PermissionDeniedError: see ``role``.
+        """
+        task_id = _task_id(task_id)
+        async with self._lock(task_id):
+            current = (await self._load(task_id)).spec
+            if current.action in self.actions:
+                self._check_kind(current.action, role, doing="delete")
+            await self.scheduler.ask(UnscheduleTask(task_id=task_id), timeout=self.settings.ask_timeout)
+            left = await self.runs.cancel(
+                self.runs.live(task_id), "the task was deleted", timeout=self.settings.run_shutdown
+            )
+            if left:
+                log.error("task %s: %d runs did not stop within %gs of its deletion", task_id, len(left), self.settings.run_shutdown)
+
+            def remove(session: Session) -> None:
+                session.execute(delete(TaskRunRecord).where(TaskRunRecord.task_id == task_id))
+                session.execute(delete(ScheduledTaskRecord).where(ScheduledTaskRecord.id == task_id))
+
+            await self.store.write(remove)
+        self._locks.pop(task_id, None)
+        log.info("task %s (%s) deleted", task_id, current.name)
+
+    async def run_now(self, task_id: str, *, user: str | None = None) -> TaskRun:
+        """Run the task now, whatever its schedule (also when disabled); answers the run as
+        started (status running) once its row is written.
+
+        Raises:
+            NotFoundError: no task has that id.
+            TaskBusyError: a run still goes and the overlap policy is skip (409).
+            UnavailableError: the scheduler is stopping, or the run could not be recorded (503).
+        """
+        task_id = _task_id(task_id)
+        async with self._lock(task_id):
+            spec = (await self._load(task_id)).spec
+            return await self.runs.run_now(spec, user=user)
+
+    async def next_fire_times(self) -> dict[str, datetime]:
+        """The scheduler's next fire time of every enabled task (aware UTC)."""
+        schedule: dict[str, datetime] = await self.scheduler.ask(GetSchedule(), timeout=self.settings.ask_timeout)
+        return schedule
