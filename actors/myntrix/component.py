@@ -101,7 +101,7 @@ class Myntrix(Actor):
             shutdown_timeout=self.settings.shutdown_timeout,
             rng=rng,
         )
-        self.jobs = Jobs(store)
+        self.jobs = Jobs(store, bus)
         self.agents = Agents(
             store, self.supervisor, bus, settings=self.settings, processes=self.processes, rng=rng, jobs=self.jobs
         )

@@ -3,7 +3,9 @@
 A job is created ``pending`` or ``running``, may note progress (0-100) and log lines, and ends
 ``completed`` (progress 100) or ``failed`` with the reason in its logs. The agents report every
 start, stop and restart here (:meth:`actors.myntrix.agents.Agents.start` and kin); task runs,
-workflow runs and pipeline executions are to report the same way. Each call is one store write.
+workflow runs and pipeline executions are to report the same way. Each call is one store write;
+when given a bus, the job as written is then published on ``job.<id>`` (a dashboard subscribes
+to ``job.*`` over ``/api/websocket`` and watches an upload's progress move).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import ConflictError, InvalidRequestError, NotFoundError
 from vareon_runtime.store import Store
@@ -22,13 +25,18 @@ from vareon_runtime.store import Store
 from .models import JobRecord, job_from_record
 from .schemas import Job, JobPage, JobStatus
 
-__all__ = ["JOB_LOG_MAX", "Jobs"]
+__all__ = ["JOB_LOG_MAX", "Jobs", "job_topic"]
 
 JOB_LOG_MAX = 64 * 1024
 """Characters of logs a job keeps; beyond, the oldest are cut (so a chatty job stays small)."""
 
 _LIST_LIMIT_MAX = 500
 _FINISHED = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
+
+
+def job_topic(job_id: str) -> str:
+    """The bus topic a job's every change is published on."""
+    return f"job.{job_id}"
 
 
 def _append(logs: str | None, line: str | None) -> str | None:
@@ -51,10 +59,17 @@ class Jobs:
 
     Args:
         store: the runtime's store.
+        bus: where each change is published, once written (``job.<id>``); none when not given.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, bus: EventBus | None = None) -> None:
         self.store = store
+        self.bus = bus
+
+    def _published(self, job: Job) -> Job:
+        if self.bus is not None:
+            self.bus.publish(job_topic(job.id), job.model_dump(mode="json", by_alias=True))
+        return job
 
     async def create(
         self,
@@ -95,7 +110,7 @@ class Jobs:
             return job_from_record(row)
 
         job: Job = await self.store.write(insert)
-        return job
+        return self._published(job)
 
     async def update(
         self,
@@ -116,7 +131,7 @@ class Jobs:
             raise InvalidRequestError(f"progress must be between 0 and 100, not {progress!r}")
         if status is not None and status.value in _FINISHED:
             raise InvalidRequestError(f"finish a job with finish(), not update(status={status.value!r})")
-        return await self.store.write(self._change(job_id, progress=progress, status=status, log=log))
+        return self._published(await self.store.write(self._change(job_id, progress=progress, status=status, log=log)))
 
     async def finish(
         self, job_id: str, *, ok: bool, log: str | None = None, details: Mapping[str, Any] | None = None
@@ -128,8 +143,10 @@ class Jobs:
             ConflictError: the job is already finished.
         """
         status = JobStatus.COMPLETED if ok else JobStatus.FAILED
-        return await self.store.write(
-            self._change(job_id, progress=100 if ok else None, status=status, log=log, details=details)
+        return self._published(
+            await self.store.write(
+                self._change(job_id, progress=100 if ok else None, status=status, log=log, details=details)
+            )
         )
 
     async def get(self, job_id: str) -> Job:

@@ -7,7 +7,8 @@ import trio
 from myntrix_support import TIMEOUT, Kit
 
 from actors.myntrix import Agents, Jobs, JobStatus
-from actors.myntrix.jobs import JOB_LOG_MAX
+from actors.myntrix.jobs import JOB_LOG_MAX, job_topic
+from vareon_runtime.bus import EventBus
 from vareon_runtime.errors import ConflictError, InvalidRequestError, NotFoundError
 from vareon_runtime.store import Store
 
@@ -30,6 +31,23 @@ async def test_a_job_progresses_and_finishes_once(store: Store) -> None:
     with pytest.raises(ConflictError, match="already completed"):
         await jobs.finish(job.id, ok=False)
     assert await jobs.get(job.id) == done
+
+
+async def test_every_change_is_published_once_written(store: Store) -> None:
+    bus = EventBus()
+    jobs = Jobs(store, bus)
+    with bus.subscribe("job.*") as events:
+        job = await jobs.create("upload part.gcode", "device.upload")
+        await jobs.update(job.id, status=JobStatus.RUNNING, progress=50)
+        await jobs.finish(job.id, ok=True, log="sent")
+        with pytest.raises(ConflictError):
+            await jobs.update(job.id, progress=60)  # refused: nothing is published
+        seen = [events.receive_nowait() for _ in range(3)]
+        with pytest.raises(trio.WouldBlock):
+            events.receive_nowait()
+    assert {event.topic for event in seen} == {job_topic(job.id)}
+    assert [(e.data["status"], e.data["progress"]) for e in seen] == [("pending", 0), ("running", 50), ("completed", 100)]
+    assert seen[-1].data == (await jobs.get(job.id)).model_dump(mode="json", by_alias=True)
 
 
 async def test_refusals_say_what_was_expected(store: Store) -> None:
