@@ -272,7 +272,7 @@ class Agents:
         await self.store.write(insert)
         await self.start_actor(agent_id)
         log.info("agent %s (%s) created", agent_id, request.name)
-        return await self.get(agent_id)
+        return self._announce("created", await self.get(agent_id))
 
     async def update(self, agent_id: str, data: AgentUpdate | Mapping[str, Any]) -> Agent:
         """Change an agent's name, type or configuration.
@@ -285,7 +285,7 @@ class Agents:
             InvalidRequestError: invalid fields, or a configuration that cannot run.
         """
         async with self._lock(_agent_id(agent_id)):
-            return await self._update(agent_id, data)
+            return self._announce("updated", await self._update(agent_id, data))
 
     async def _update(self, agent_id: str, data: AgentUpdate | Mapping[str, Any]) -> Agent:
         current = await self.get(agent_id)
@@ -332,6 +332,12 @@ class Agents:
 
             await self.store.write(remove)
         log.info("agent %s (%s) deleted", current.id, current.name)
+        self.bus.publish(f"agent.{current.id}.deleted", {"id": current.id})
+
+    def _announce(self, change: str, agent: Agent) -> Agent:
+        # agent.<id>.created / .updated, as written: the scene and dashboards follow the table.
+        self.bus.publish(f"agent.{agent.id}.{change}", agent.model_dump(mode="json", by_alias=True))
+        return agent
 
     async def start(self, agent_id: str) -> Agent:
         """Start the agent's process; its desired state becomes running.

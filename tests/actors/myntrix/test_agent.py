@@ -75,6 +75,21 @@ async def test_start_stop_restart_and_conflicts(kit: Kit, agents: Agents) -> Non
         await kit.assert_consistent(agents, agent.id)
 
 
+async def test_create_update_and_delete_are_published(kit: Kit, agents: Agents) -> None:
+    with trio.fail_after(TIMEOUT), kit.bus.subscribe("agent.*") as events:
+        agent = await kit.create(agents, SLEEPER)
+        renamed = await agents.update(agent.id, {"name": "renamed"})
+        await agents.delete(agent.id)
+        seen = [events.receive_nowait() for _ in range(events.queued)]
+    changes = [(e.topic, e.data.get("name")) for e in seen if not e.topic.endswith((".status", ".health", ".log"))]
+    assert changes == [
+        (f"agent.{agent.id}.created", agent.name),
+        (f"agent.{agent.id}.updated", "renamed"),
+        (f"agent.{agent.id}.deleted", None),
+    ]
+    assert seen[[e.topic for e in seen].index(f"agent.{agent.id}.updated")].data == renamed.model_dump(mode="json", by_alias=True)
+
+
 async def test_output_is_captured_persisted_and_published(kit: Kit, agents: Agents) -> None:
     code = """
 import sys
