@@ -11,8 +11,9 @@ A device path is opened with pyserial, which configures the port (raw mode, spee
 flow control); from then on the runtime reads and writes the port's file descriptor itself,
 waiting with :func:`trio.lowlevel.wait_readable` / ``wait_writable``, so a quiet device costs no
 thread and no polling. A pseudo-terminal (a simulator's ``os.openpty()`` slave) is a device path
-like any other. A path that is not a terminal, or a pseudo-terminal that refuses a setting, is
-used as it is, without port settings (the description says so).
+like any other. A character device that is not a terminal, a FIFO, or a pseudo-terminal that
+refuses a setting, is used as it is, without port settings (the description says so). A regular
+file is refused: commands would be written into it.
 
 pyserial's URL handlers have no descriptor the runtime could wait on (or hide it behind their
 own buffering), so their blocking calls run in worker threads, each read waiting at most
@@ -460,6 +461,12 @@ def _open_bare(path: str, settings: SerialSettings, problem: Exception) -> tuple
     except OSError as exc:
         raise _open_error(path, exc) from exc
     try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            raise LinkConfigError(
+                f"{path} is not a device (a character device or a FIFO); give the port's path, such as /dev/ttyUSB0",
+                details={"path": path},
+            )
         if os.isatty(fd) and os.major(os.fstat(fd).st_rdev) not in _PTY_MAJORS:
             # A real port that refuses its settings would talk garbage at the wrong speed.
             raise LinkConfigError(

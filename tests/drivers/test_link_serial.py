@@ -212,6 +212,14 @@ async def test_a_fifo_is_used_without_port_settings(tmp_path: Path) -> None:
             await link.aclose()
 
 
+async def test_a_regular_file_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n")
+    with trio.fail_after(TIMEOUT), pytest.raises(LinkConfigError, match="is not a device"):
+        await open_link(str(notes))
+    assert notes.read_text() == "keep me\n"
+
+
 async def test_aclose_is_idempotent_and_later_calls_are_link_closed(pty: Pty) -> None:
     with trio.fail_after(TIMEOUT):
         link = await open_link(pty.path)
