@@ -11,6 +11,7 @@ a time, and uploads go through :func:`send_gcode` / :func:`send_chunks` as jobs.
 tool run with ``python -m``, deliberately not imported here.
 """
 
+from actors.myntrix.devices.commands import CommandTicket as CommandTicket
 from actors.myntrix.devices.component import DEVICES_NAME as DEVICES_NAME
 from actors.myntrix.devices.component import DeviceModule as DeviceModule
 from actors.myntrix.devices.component import devices_component as devices_component
@@ -21,13 +22,11 @@ from actors.myntrix.devices.configuration import TelemetryFormat as TelemetryFor
 from actors.myntrix.devices.configuration import TelemetrySettings as TelemetrySettings
 from actors.myntrix.devices.configuration import UploadMode as UploadMode
 from actors.myntrix.devices.configuration import UploadSettings as UploadSettings
-from actors.myntrix.devices.device import CommandTicket as CommandTicket
 from actors.myntrix.devices.device import DeviceActor as DeviceActor
-from actors.myntrix.devices.device import SeenBoard as SeenBoard
-from actors.myntrix.devices.device import firmware_version as firmware_version
 from actors.myntrix.devices.device import status_topic as status_topic
 from actors.myntrix.devices.devices import UPLOAD_JOB_TYPE as UPLOAD_JOB_TYPE
 from actors.myntrix.devices.devices import Devices as Devices
+from actors.myntrix.devices.firmware import firmware_version as firmware_version
 from actors.myntrix.devices.messages import CancelUpload as CancelUpload
 from actors.myntrix.devices.messages import ConnectDevice as ConnectDevice
 from actors.myntrix.devices.messages import DisconnectDevice as DisconnectDevice
@@ -50,6 +49,7 @@ from actors.myntrix.devices.schemas import DevicePage as DevicePage
 from actors.myntrix.devices.schemas import DeviceStatus as DeviceStatus
 from actors.myntrix.devices.schemas import DeviceStatusReport as DeviceStatusReport
 from actors.myntrix.devices.schemas import DeviceUpdate as DeviceUpdate
+from actors.myntrix.devices.seen import SeenBoard as SeenBoard
 from actors.myntrix.devices.settings import DeviceSettings as DeviceSettings
 from actors.myntrix.devices.telemetry import DeviceStream as DeviceStream
 from actors.myntrix.devices.telemetry import TelemetryParser as TelemetryParser

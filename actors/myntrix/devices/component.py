@@ -29,10 +29,10 @@ from vareon_runtime.supervisor import Backoff, ChildSpec, Supervisor
 
 from ..jobs import Jobs
 from ..visualization import VisualizationFeed
-from .device import SeenBoard
 from .devices import Devices
 from .messages import GetDevices
 from .recorder import TelemetryRecorder
+from .seen import SeenBoard
 from .settings import DeviceSettings
 
 __all__ = ["DEVICES_NAME", "DEVICES_ORDER", "DeviceModule", "devices_component", "devices_of"]

@@ -2,7 +2,7 @@
 
 Each method is safe to call from many tasks at once. Reads (``get``, ``list``) come from the
 ``devices`` table, which every device actor updates at each status change, with ``lastSeen``
-taken from the module's :class:`~actors.myntrix.devices.device.SeenBoard` (exact; the row lags
+taken from the module's :class:`~actors.myntrix.devices.seen.SeenBoard` (exact; the row lags
 by up to a second while data flows). Connection requests and commands are messages to the
 device's actor. ``create``, ``update`` and ``delete`` write the row and add, replace or remove
 the actor under the module's ``devices`` supervisor.
@@ -54,7 +54,8 @@ from vareon_runtime.supervisor import ChildSpec, ChildStatus, Restart, Superviso
 
 from ..jobs import Jobs
 from ..schemas import Job, JobStatus
-from .device import CommandTicket, DeviceActor, SeenBoard, status_topic
+from .commands import CommandTicket
+from .device import DeviceActor, status_topic
 from .settings import DeviceSettings
 from .messages import (
     CancelUpload,
@@ -76,6 +77,7 @@ from .schemas import (
     DeviceStatusReport,
     DeviceUpdate,
 )
+from .seen import SeenBoard
 
 __all__ = ["LIST_LIMIT_MAX", "UPLOAD_JOB_TYPE", "Devices"]
 

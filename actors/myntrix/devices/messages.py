@@ -8,7 +8,7 @@ To a device's actor (``device/<uuid>`` in the registry), from the
   opens in the actor's background, watch ``device.<id>.status``).
 - :class:`ReleaseDevice`: close the link but keep the desired state (before the device is
   deleted or reconfigured; the next actor opens it again).
-- :class:`SendCommand`: queue a command; answers a :class:`~actors.myntrix.devices.device.CommandTicket`
+- :class:`SendCommand`: queue a command; answers a :class:`~actors.myntrix.devices.commands.CommandTicket`
   the caller awaits, so the actor's mailbox is never held up by a slow device.
 - :class:`UploadFile`, :class:`CancelUpload`: run or cancel an upload job.
 - :class:`GetDeviceState`: the device as its actor sees it this instant; :class:`RenameDevice`.
