@@ -79,7 +79,7 @@ class DeviceModule(Actor):
         )
         self.seen = SeenBoard()
         self.devices = Devices(
-            store, self.supervisor, bus, jobs=Jobs(store), settings=self.settings, seen=self.seen, rng=rng
+            store, self.supervisor, bus, jobs=Jobs(store, bus), settings=self.settings, seen=self.seen, rng=rng
         )
         self.recorder = TelemetryRecorder(
             store,

@@ -259,7 +259,7 @@ class Devices:
         await self.store.write(insert)
         await self.start_actor(device_id)
         log.info("device %s (%s) created: %s", device_id, request.name, mask_connection_string(request.connection_string))
-        return await self.get(device_id)
+        return self._announce("created", await self.get(device_id))
 
     async def update(self, device_id: str, data: DeviceUpdate | Mapping[str, Any]) -> Device:
         """Change a device's name, type, connection string or configuration.
@@ -274,7 +274,7 @@ class Devices:
             ConflictError: the link would change while an upload runs.
         """
         async with self._lock(_device_id(device_id)):
-            return await self._update(device_id, data)
+            return self._announce("updated", await self._update(device_id, data))
 
     async def _update(self, device_id: str, data: DeviceUpdate | Mapping[str, Any]) -> Device:
         current = await self.get(device_id)
@@ -331,6 +331,12 @@ class Devices:
             await self.store.write(remove)
             self.seen.forget(current.id)
         log.info("device %s (%s) deleted", current.id, current.name)
+        self.bus.publish(f"device.{current.id}.deleted", {"id": current.id})
+
+    def _announce(self, change: str, device: Device) -> Device:
+        # device.<id>.created / .updated, as the API shows it (password masked): the scene follows.
+        self.bus.publish(f"device.{device.id}.{change}", device.model_dump(mode="json", by_alias=True))
+        return device
 
     async def connect(self, device_id: str, *, wait: float | None = None) -> Device:
         """Connect the device and keep it connected (reconnecting after drops), also across

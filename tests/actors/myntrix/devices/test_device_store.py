@@ -42,7 +42,9 @@ async def test_the_migration_matches_the_model_and_the_face_works(nursery: trio.
             found = await store.read(schema)
             assert found["diff"] == []
             assert found["indexes"] == {"ix_devices_status"}
-            run = await start_device_module(nursery, store, EventBus())
+            bus = EventBus()
+            announced = bus.subscribe("device.*")
+            run = await start_device_module(nursery, store, bus)
             devices = run.devices
             first = await devices.create({"name": "a", "connectionString": "loop://"})
             second = await devices.create(
@@ -58,6 +60,16 @@ async def test_the_migration_matches_the_model_and_the_face_works(nursery: trio.
             with pytest.raises(NotFoundError):
                 await devices.get(first.id)
             assert (await devices.list()).total == 1
+            # Each change is announced as the API shows it, so the scene and dashboards follow.
+            events = [announced.receive_nowait() for _ in range(announced.queued)]
+            changes = [(e.topic, e.data.get("name")) for e in events if not e.topic.endswith(".status")]
+            assert changes == [
+                (f"device.{first.id}.created", "a"),
+                (f"device.{second.id}.created", "b"),
+                (f"device.{second.id}.updated", "b2"),
+                (f"device.{first.id}.deleted", None),
+            ]
+            announced.close()
             await run.stop()
         finally:
             await store.close()
