@@ -28,9 +28,9 @@ from actors.myntrix.scheduler.messages import UnscheduleTask as UnscheduleTask
 from actors.myntrix.scheduler.models import ScheduledTaskRecord as ScheduledTaskRecord
 from actors.myntrix.scheduler.models import TaskRunRecord as TaskRunRecord
 from actors.myntrix.scheduler.run import RunControl as RunControl
-from actors.myntrix.scheduler.run import Runs as Runs
 from actors.myntrix.scheduler.run import TaskRunActor as TaskRunActor
 from actors.myntrix.scheduler.run import run_topic as run_topic
+from actors.myntrix.scheduler.runs import Runs as Runs
 from actors.myntrix.scheduler.scheduler import TaskScheduler as TaskScheduler
 from actors.myntrix.scheduler.schemas import MisfirePolicy as MisfirePolicy
 from actors.myntrix.scheduler.schemas import Overlap as Overlap

@@ -40,7 +40,7 @@ from ..jobs import Jobs
 from .actions import ACTIONS, ActionRegistry
 from .messages import GetTasks
 from .models import TaskRunRecord
-from .run import Runs
+from .runs import Runs
 from .scheduler import TaskScheduler
 from .schemas import RunStatus
 from .settings import SchedulerSettings

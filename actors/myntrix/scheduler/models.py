@@ -9,7 +9,8 @@ later change of ``config.toml`` never moves the fire times of tasks that exist.
 
 Runs belong to their task: deleting a task deletes its runs (``ON DELETE CASCADE``, and the
 face deletes them explicitly too, as SQLite enforces the key only where foreign keys are on).
-What ran stays visible in ``jobs`` (type ``task.run``), which is not pruned with the task.
+What ran stays visible in ``jobs`` (type ``task.run``), which is not pruned with the task. A
+task keeps its newest ``task_runs_keep`` runs: :func:`prune_runs` deletes the older ones.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from vareon_runtime.clock import utcnow
 from vareon_runtime.store.models import Base, UTCDateTime
 
 from .schemas import RunStatus, RunTrigger, TaskRun
 
-__all__ = ["ScheduledTaskRecord", "TaskRunRecord", "run_from_record"]
+__all__ = ["ScheduledTaskRecord", "TaskRunRecord", "prune_runs", "run_from_record"]
 
 class ScheduledTaskRecord(Base):
     """One scheduled task: when it fires (``schedule`` in ``timezone``) and what it does
@@ -106,4 +107,19 @@ def run_from_record(row: TaskRunRecord) -> TaskRun:
         http_status=row.http_status,
         error=row.error,
         job_id=row.job_id,
+    )
+
+
+def prune_runs(session: Session, task_id: str, keep: int) -> None:
+    """Delete the task's runs beyond the newest ``keep`` (one statement)."""
+    newest = (
+        select(TaskRunRecord.id)
+        .where(TaskRunRecord.task_id == task_id)
+        .order_by(TaskRunRecord.start_time.desc(), TaskRunRecord.id.desc())
+        .limit(keep)
+    )
+    session.execute(
+        delete(TaskRunRecord)
+        .where(TaskRunRecord.task_id == task_id, TaskRunRecord.id.not_in(newest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
     )

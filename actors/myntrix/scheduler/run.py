@@ -1,8 +1,6 @@
-"""Runs of tasks: each a temporary child actor ``task-run/<run id>`` of the ``task-runs`` supervisor.
-
-:class:`Runs` is what the scheduler actor and the face start runs with. Starting is two steps so
-that the overlap check cannot race: :meth:`Runs.reserve` (synchronous: checks the overlap policy
-against the runs in the book and books the new one) and :meth:`Runs.start` (adds the child).
+"""One run of a task: :class:`TaskRunActor`, a temporary child actor ``task-run/<run id>`` of the
+``task-runs`` supervisor, with its :class:`RunControl` (how others follow and stop it) and its
+:class:`RunLog`. Runs are booked and started by :class:`~actors.myntrix.scheduler.runs.Runs`.
 
 A :class:`TaskRunActor` reports started at once and does its work in the background, so that the
 supervisor's lock is never held across a database write and a thousand runs due at one instant
@@ -15,8 +13,9 @@ start without waiting for each other's commits (the store commits their rows in 
 3. runs the action under the task's timeout: a timeout cancels it (status ``timeout``), as does
    :meth:`RunControl.cancel` (``cancelled``: the task was deleted, the runtime is stopping). The
    action cleans up (kills its process group) before it returns;
-4. once the row is written, writes the final status, the log's tail, exit code or HTTP status and the error; prunes the
-   task's runs beyond ``runs_keep``; finishes the job; publishes ``finished``.
+4. once the row is written, writes the final status, the log's tail, exit code or HTTP status
+   and the error; prunes the task's runs beyond ``runs_keep``; finishes the job; publishes
+   ``finished``.
 
 Nothing an action does can crash the scheduler: an exception from it (a bug) ends the run as
 ``failed`` with the error's class and message, and the run actor ends normally.
@@ -27,34 +26,29 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from pydantic import BaseModel
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from vareon_runtime.actor import Actor
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import isoformat
-from vareon_runtime.errors import ServiceError, UnavailableError, VareonError
-from vareon_runtime.registry import Registry
-from vareon_runtime.store import Store
-from vareon_runtime.supervisor import ChildSpec, Restart, Supervisor
+from vareon_runtime.errors import ServiceError, VareonError
 
-from ..jobs import Jobs
 from ..schemas import JobStatus
-from .actions import ActionContext, ActionOutcome, ActionRegistry
-from .errors import TaskBusyError
+from .actions import ActionContext, ActionOutcome
 from .messages import TaskSpec
-from .models import ScheduledTaskRecord, TaskRunRecord, run_from_record
-from .schemas import Overlap, RunStatus, RunTrigger, TaskRun
-from .settings import SchedulerSettings
+from .models import TaskRunRecord, prune_runs, run_from_record
+from .schemas import RunStatus, RunTrigger, TaskRun
 
-__all__ = ["JOB_TYPE", "RunControl", "RunLog", "Runs", "TaskRunActor", "run_topic"]
+if TYPE_CHECKING:
+    from .runs import Runs
+
+__all__ = ["JOB_TYPE", "RunControl", "RunLog", "TaskRunActor", "log_topic", "run_topic"]
 
 log = logging.getLogger("vareon.myntrix.scheduler.run")
 
@@ -137,193 +131,6 @@ class RunControl:
             self._scope.cancel()
 
 
-class Runs:
-    """The runs of one scheduler module: the book of live runs, starting and cancelling them.
-
-    Args:
-        store, bus, registry: the runtime's.
-        jobs: where each run is reported.
-        actions: the action kinds (the global registry, or a private one in tests and benches).
-        settings: the module's tunables.
-        now: wall-clock time for the records.
-        supervisor: the ``task-runs`` supervisor, a callable as it is replaced on restart.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        bus: EventBus,
-        registry: Registry,
-        jobs: Jobs,
-        actions: ActionRegistry,
-        *,
-        settings: SchedulerSettings,
-        now: Callable[[], datetime],
-        supervisor: Callable[[], Supervisor],
-    ) -> None:
-        self.store = store
-        self.bus = bus
-        self.registry = registry
-        self.jobs = jobs
-        self.actions = actions
-        self.settings = settings
-        self.now = now
-        self.supervisor = supervisor
-        self._live: dict[str, dict[str, RunControl]] = {}  # task id -> run id -> control
-        self.closing = False
-
-    # ------------------------------------------------------------------ the book
-
-    def live(self, task_id: str | None = None) -> list[RunControl]:
-        """The booked runs of a task (every task's when None), oldest first."""
-        if task_id is not None:
-            return list(self._live.get(task_id, {}).values())
-        return [control for runs in self._live.values() for control in runs.values()]
-
-    def reserve(
-        self,
-        spec: TaskSpec,
-        trigger: RunTrigger,
-        scheduled_for: datetime | None,
-        *,
-        note: str | None = None,
-        user: str | None = None,
-    ) -> RunControl | None:
-        """Book a run of ``spec`` unless its overlap policy forbids one now (then None)."""
-        booked = self._live.get(spec.id)
-        if self.closing or (booked and spec.overlap is Overlap.SKIP):
-            return None
-        control = RunControl(spec, trigger, scheduled_for, note=note, user=user)
-        self._live.setdefault(spec.id, {})[control.run_id] = control
-        return control
-
-    def _release(self, control: RunControl) -> None:
-        runs = self._live.get(control.task_id)
-        if runs is not None:
-            runs.pop(control.run_id, None)
-            if not runs:
-                del self._live[control.task_id]
-        control.recorded.set()
-        control.done.set()
-
-    async def start(self, control: RunControl) -> None:
-        """Start the booked run as a child ``task-run/<run id>``; on failure the booking is released."""
-        try:
-            await self.supervisor().start_child(
-                ChildSpec(
-                    f"task-run/{control.run_id}",
-                    lambda: TaskRunActor(self, control),
-                    restart=Restart.TEMPORARY,
-                    shutdown=self.settings.run_shutdown,
-                )
-            )
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                log.error("task %s: run %s could not start: %r", control.task_id, control.run_id, exc)
-                control.error = exc
-            self._release(control)
-            raise
-
-    async def run_now(self, spec: TaskSpec, *, user: str | None = None) -> TaskRun:
-        """Start a manual run and answer it as recorded (status running).
-
-        Raises:
-            TaskBusyError: a run is still going and the task's overlap policy is skip (409).
-            UnavailableError: the run could not be recorded (the database failed) or started.
-        """
-        control = self.reserve(spec, RunTrigger.MANUAL, None, user=user)
-        if control is None:
-            if self.closing:
-                raise UnavailableError("the scheduler is stopping; run the task once it is back")
-            busy = self.live(spec.id)
-            raise TaskBusyError(
-                f"task {spec.name!r} is still running (run {busy[0].run_id if busy else '?'}) and its overlap "
-                "policy is skip; wait for the run to end, or set overlap to allow",
-                details={"taskId": spec.id, "runId": busy[0].run_id if busy else None},
-            )
-        try:
-            await self.start(control)
-        except VareonError as exc:
-            raise UnavailableError(f"the run of task {spec.name!r} could not start: {exc}") from exc
-        # No deadline: the run actor sets `recorded` on every path (written, failed, cancelled).
-        await control.recorded.wait()
-        if control.run is None:
-            raise UnavailableError(f"the run of task {spec.name!r} could not be recorded: {control.error}")
-        return control.run
-
-    async def skip(self, spec: TaskSpec, scheduled_for: datetime, reason: str) -> None:
-        """Record a fire time that did not run (overlap or misfire), with the reason."""
-        now = self.now()
-        run_id = str(uuid.uuid4())
-        keep = self.settings.runs_keep
-
-        def insert(session: Session) -> None:
-            if session.get(ScheduledTaskRecord, spec.id) is None:
-                return  # deleted meanwhile
-            session.add(
-                TaskRunRecord(
-                    id=run_id,
-                    task_id=spec.id,
-                    scheduled_for=scheduled_for,
-                    start_time=now,
-                    end_time=now,
-                    status=RunStatus.SKIPPED.value,
-                    trigger=RunTrigger.CRON.value,
-                    error=reason,
-                )
-            )
-            session.flush()
-            _prune(session, spec.id, keep)
-
-        try:
-            await self.store.write(insert)
-        except VareonError as exc:
-            log.error("task %s: the skipped fire time %s could not be recorded: %s", spec.id, scheduled_for, exc)
-            return
-        log.info("task %s (%s): fire time %s skipped: %s", spec.id, spec.name, isoformat(scheduled_for), reason)
-        self.bus.publish(
-            run_topic(spec.id),
-            {
-                "event": "skipped",
-                "taskId": spec.id,
-                "runId": run_id,
-                "status": RunStatus.SKIPPED.value,
-                "scheduledFor": isoformat(scheduled_for),
-                "error": reason,
-            },
-        )
-
-    # ------------------------------------------------------------------ stopping
-
-    async def cancel(self, controls: list[RunControl], reason: str, *, timeout: float) -> list[RunControl]:
-        """Cancel ``controls`` at once and wait up to ``timeout`` seconds for them to end.
-
-        Returns:
-            The runs that had not ended by then.
-        """
-        for control in controls:
-            control.cancel(reason)
-        with trio.move_on_after(timeout):
-            for control in controls:
-                await control.done.wait()
-        return [control for control in controls if not control.done.is_set()]
-
-
-def _prune(session: Session, task_id: str, keep: int) -> None:
-    """Delete the task's runs beyond the newest ``keep`` (one statement)."""
-    newest = (
-        select(TaskRunRecord.id)
-        .where(TaskRunRecord.task_id == task_id)
-        .order_by(TaskRunRecord.start_time.desc(), TaskRunRecord.id.desc())
-        .limit(keep)
-    )
-    session.execute(
-        delete(TaskRunRecord)
-        .where(TaskRunRecord.task_id == task_id, TaskRunRecord.id.not_in(newest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-
-
 class TaskRunActor(Actor):
     """One run of a task (see the module docstring)."""
 
@@ -350,7 +157,7 @@ class TaskRunActor(Actor):
             if not isinstance(exc, Exception):
                 raise
         finally:
-            self.runs._release(control)
+            self.runs.release(control)
             self.stop()
 
     async def _run(self) -> None:
@@ -509,7 +316,7 @@ class TaskRunActor(Actor):
             record.logs = logs
             record.job_id = job_id
             session.flush()
-            _prune(session, spec.id, keep)
+            prune_runs(session, spec.id, keep)
             return True
 
         async def finish_row() -> None:

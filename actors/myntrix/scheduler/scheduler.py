@@ -53,7 +53,8 @@ from vareon_runtime.store import Store
 from .cron import CronSchedule, parse_cron
 from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
 from .models import ScheduledTaskRecord
-from .run import RunControl, Runs
+from .run import RunControl
+from .runs import Runs
 from .schemas import MisfirePolicy, RunTrigger
 from .settings import SchedulerSettings
 

@@ -4,7 +4,7 @@ Reads come from the tables. ``create``, ``update`` and ``delete`` write the row,
 scheduler actor (:class:`~actors.myntrix.scheduler.messages.ScheduleTask`,
 :class:`~actors.myntrix.scheduler.messages.UnscheduleTask`), which answers at once: the face
 never makes the scheduler wait for the database. ``run_now`` books and starts a run itself
-(:class:`~actors.myntrix.scheduler.run.Runs`) and answers it once its row is written.
+(:class:`~actors.myntrix.scheduler.runs.Runs`) and answers it once its row is written.
 
 Checked at the door, each a ``ServiceError`` the web front maps to HTTP: an unknown action kind
 or bad parameters (422, from the actions registry), a bad or never-firing cron expression or an
@@ -40,7 +40,7 @@ from .actions import ACTIONS, ActionRegistry
 from .cron import parse_cron
 from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
 from .models import ScheduledTaskRecord, TaskRunRecord, run_from_record
-from .run import Runs
+from .runs import Runs
 from .scheduler import schedule_of, spec_from_record
 from .schemas import (
     NEXT_RUNS,

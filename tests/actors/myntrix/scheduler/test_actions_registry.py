@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 import trio
 from pydantic import BaseModel
@@ -119,6 +122,14 @@ def test_what_looks_secret(name: str, secret: bool) -> None:
     assert looks_secret(name) is secret
 
 
-def test_the_module_exports_what_it_defines() -> None:
-    public = {name for name in vars(actions) if not name.startswith("_") and getattr(vars(actions)[name], "__module__", None) == actions.__name__}
-    assert public <= set(actions.__all__)
+def test_the_package_exports_what_its_modules_define() -> None:
+    for info in pkgutil.iter_modules(actions.__path__):
+        module = importlib.import_module(f"{actions.__name__}.{info.name}")
+        public = {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
+        }
+        assert public <= set(module.__all__), f"{module.__name__}.__all__ misses {sorted(public - set(module.__all__))}"
+        assert set(module.__all__) <= set(actions.__all__), f"the actions package does not re-export {module.__name__}"
+    assert all(hasattr(actions, name) for name in actions.__all__)

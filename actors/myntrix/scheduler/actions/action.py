@@ -1,0 +1,106 @@
+"""The contract of a task action: the :class:`Action` protocol, the :class:`ActionContext` a run
+hands it, the :class:`ActionOutcome` it answers, :class:`ActionParameters`, the base of every
+kind's parameter model, and :class:`BaseAction`, a base a kind may build on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from vareon_runtime.bus import EventBus
+from vareon_runtime.registry import Registry
+
+__all__ = ["Action", "ActionContext", "ActionOutcome", "ActionParameters", "BaseAction"]
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What one run of an action may use; built by the run actor.
+
+    Attributes:
+        task_id, run_id: the task and this run.
+        registry, bus: the runtime's (the ``agent`` action finds the agents face through it).
+        log: appends one line to the run's captured log (bounded, never blocks).
+    """
+
+    task_id: str
+    run_id: str
+    registry: Registry
+    bus: EventBus
+    log: Callable[[str], None]
+
+    def fail(self, reason: str) -> ActionOutcome:
+        """Write ``reason`` to the run's log and answer a failed outcome carrying it."""
+        self.log(reason)
+        return ActionOutcome(ok=False, error=reason)
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """How one run of an action went: ``ok``, and what the run record shows."""
+
+    ok: bool
+    exit_code: int | None = None
+    http_status: int | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class Action(Protocol):
+    """One kind of task action (see :mod:`actors.myntrix.scheduler.actions`)."""
+
+    kind: str
+    parameters: type[BaseModel]
+    admin_only: bool
+
+    def check(self, params: BaseModel) -> None:
+        """Check valid parameters against this host without network I/O.
+
+        Raises:
+            InvalidRequestError: they cannot work here; ``details`` names the field and why.
+        """
+        ...
+
+    async def run(self, params: BaseModel, ctx: ActionContext) -> ActionOutcome:
+        """Do the work once. Cancelled (timeout, cancel), it cleans up before it returns."""
+        ...
+
+
+class BaseAction:
+    """A base of an :class:`Action`: a kind sets ``kind`` and ``parameters`` (and ``admin_only``
+    when it executes on the host), overrides :meth:`check` when its parameters can be checked
+    against this host, and implements :meth:`~Action.run`."""
+
+    kind: str
+    parameters: type[BaseModel]
+    admin_only: bool = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind!r}>"
+
+    def check(self, params: BaseModel) -> None:
+        """Nothing to check beyond the parameters' shape without I/O."""
+        assert isinstance(params, self.parameters)
+
+
+class ActionParameters(BaseModel):
+    """Base of the kinds' parameter models: camelCase aliases, both spellings in, nothing extra."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid", frozen=True
+    )
+
+    def masked(self) -> dict[str, Any]:
+        """The parameters for the wire (camelCase, JSON types), secrets replaced by
+        :data:`~actors.myntrix.scheduler.actions.masking.MASK`."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def unmasked(self, previous: BaseModel) -> ActionParameters:
+        """These parameters with each :data:`~actors.myntrix.scheduler.actions.masking.MASK` that
+        stands where ``previous`` had a secret replaced by that secret (a client sent back what it
+        was shown)."""
+        return self

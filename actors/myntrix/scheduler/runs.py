@@ -1,0 +1,214 @@
+"""``Runs``: the book of a scheduler module's live runs, and starting, skipping and cancelling them.
+
+The scheduler actor and the :class:`~actors.myntrix.scheduler.tasks.Tasks` face start runs
+through it. Starting is two steps so that the overlap check cannot race: :meth:`Runs.reserve`
+(synchronous: checks the overlap policy against the runs in the book and books the new one) and
+:meth:`Runs.start` (adds the child ``task-run/<run id>``, a
+:class:`~actors.myntrix.scheduler.run.TaskRunActor`, to the ``task-runs`` supervisor). A fire
+time that does not run (overlap, misfire) is recorded by :meth:`Runs.skip`; :meth:`Runs.cancel`
+stops runs (the task was deleted, the runtime is stopping).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import trio
+from sqlalchemy.orm import Session
+
+from vareon_runtime.bus import EventBus
+from vareon_runtime.clock import isoformat
+from vareon_runtime.errors import UnavailableError, VareonError
+from vareon_runtime.registry import Registry
+from vareon_runtime.store import Store
+from vareon_runtime.supervisor import ChildSpec, Restart, Supervisor
+
+from ..jobs import Jobs
+from .actions import ActionRegistry
+from .errors import TaskBusyError
+from .messages import TaskSpec
+from .models import ScheduledTaskRecord, TaskRunRecord, prune_runs
+from .run import RunControl, TaskRunActor, run_topic
+from .schemas import Overlap, RunStatus, RunTrigger, TaskRun
+from .settings import SchedulerSettings
+
+__all__ = ["Runs"]
+
+log = logging.getLogger("vareon.myntrix.scheduler.runs")
+
+
+class Runs:
+    """The runs of one scheduler module: the book of live runs, starting and cancelling them.
+
+    Args:
+        store, bus, registry: the runtime's.
+        jobs: where each run is reported.
+        actions: the action kinds (the global registry, or a private one in tests and benches).
+        settings: the module's tunables.
+        now: wall-clock time for the records.
+        supervisor: the ``task-runs`` supervisor, a callable as it is replaced on restart.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        registry: Registry,
+        jobs: Jobs,
+        actions: ActionRegistry,
+        *,
+        settings: SchedulerSettings,
+        now: Callable[[], datetime],
+        supervisor: Callable[[], Supervisor],
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.registry = registry
+        self.jobs = jobs
+        self.actions = actions
+        self.settings = settings
+        self.now = now
+        self.supervisor = supervisor
+        self._live: dict[str, dict[str, RunControl]] = {}  # task id -> run id -> control
+        self.closing = False
+
+    # ------------------------------------------------------------------ the book
+
+    def live(self, task_id: str | None = None) -> list[RunControl]:
+        """The booked runs of a task (every task's when None), oldest first."""
+        if task_id is not None:
+            return list(self._live.get(task_id, {}).values())
+        return [control for runs in self._live.values() for control in runs.values()]
+
+    def reserve(
+        self,
+        spec: TaskSpec,
+        trigger: RunTrigger,
+        scheduled_for: datetime | None,
+        *,
+        note: str | None = None,
+        user: str | None = None,
+    ) -> RunControl | None:
+        """Book a run of ``spec`` unless its overlap policy forbids one now (then None)."""
+        booked = self._live.get(spec.id)
+        if self.closing or (booked and spec.overlap is Overlap.SKIP):
+            return None
+        control = RunControl(spec, trigger, scheduled_for, note=note, user=user)
+        self._live.setdefault(spec.id, {})[control.run_id] = control
+        return control
+
+    def release(self, control: RunControl) -> None:
+        """Take an ended (or never started) run out of the book and set its events; the run
+        actor calls it last."""
+        runs = self._live.get(control.task_id)
+        if runs is not None:
+            runs.pop(control.run_id, None)
+            if not runs:
+                del self._live[control.task_id]
+        control.recorded.set()
+        control.done.set()
+
+    async def start(self, control: RunControl) -> None:
+        """Start the booked run as a child ``task-run/<run id>``; on failure the booking is released."""
+        try:
+            await self.supervisor().start_child(
+                ChildSpec(
+                    f"task-run/{control.run_id}",
+                    lambda: TaskRunActor(self, control),
+                    restart=Restart.TEMPORARY,
+                    shutdown=self.settings.run_shutdown,
+                )
+            )
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                log.error("task %s: run %s could not start: %r", control.task_id, control.run_id, exc)
+                control.error = exc
+            self.release(control)
+            raise
+
+    async def run_now(self, spec: TaskSpec, *, user: str | None = None) -> TaskRun:
+        """Start a manual run and answer it as recorded (status running).
+
+        Raises:
+            TaskBusyError: a run is still going and the task's overlap policy is skip (409).
+            UnavailableError: the run could not be recorded (the database failed) or started.
+        """
+        control = self.reserve(spec, RunTrigger.MANUAL, None, user=user)
+        if control is None:
+            if self.closing:
+                raise UnavailableError("the scheduler is stopping; run the task once it is back")
+            busy = self.live(spec.id)
+            raise TaskBusyError(
+                f"task {spec.name!r} is still running (run {busy[0].run_id if busy else '?'}) and its overlap "
+                "policy is skip; wait for the run to end, or set overlap to allow",
+                details={"taskId": spec.id, "runId": busy[0].run_id if busy else None},
+            )
+        try:
+            await self.start(control)
+        except VareonError as exc:
+            raise UnavailableError(f"the run of task {spec.name!r} could not start: {exc}") from exc
+        # No deadline: the run actor sets `recorded` on every path (written, failed, cancelled).
+        await control.recorded.wait()
+        if control.run is None:
+            raise UnavailableError(f"the run of task {spec.name!r} could not be recorded: {control.error}")
+        return control.run
+
+    async def skip(self, spec: TaskSpec, scheduled_for: datetime, reason: str) -> None:
+        """Record a fire time that did not run (overlap or misfire), with the reason."""
+        now = self.now()
+        run_id = str(uuid.uuid4())
+        keep = self.settings.runs_keep
+
+        def insert(session: Session) -> None:
+            if session.get(ScheduledTaskRecord, spec.id) is None:
+                return  # deleted meanwhile
+            session.add(
+                TaskRunRecord(
+                    id=run_id,
+                    task_id=spec.id,
+                    scheduled_for=scheduled_for,
+                    start_time=now,
+                    end_time=now,
+                    status=RunStatus.SKIPPED.value,
+                    trigger=RunTrigger.CRON.value,
+                    error=reason,
+                )
+            )
+            session.flush()
+            prune_runs(session, spec.id, keep)
+
+        try:
+            await self.store.write(insert)
+        except VareonError as exc:
+            log.error("task %s: the skipped fire time %s could not be recorded: %s", spec.id, scheduled_for, exc)
+            return
+        log.info("task %s (%s): fire time %s skipped: %s", spec.id, spec.name, isoformat(scheduled_for), reason)
+        self.bus.publish(
+            run_topic(spec.id),
+            {
+                "event": "skipped",
+                "taskId": spec.id,
+                "runId": run_id,
+                "status": RunStatus.SKIPPED.value,
+                "scheduledFor": isoformat(scheduled_for),
+                "error": reason,
+            },
+        )
+
+    # ------------------------------------------------------------------ stopping
+
+    async def cancel(self, controls: list[RunControl], reason: str, *, timeout: float) -> list[RunControl]:
+        """Cancel ``controls`` at once and wait up to ``timeout`` seconds for them to end.
+
+        Returns:
+            The runs that had not ended by then.
+        """
+        for control in controls:
+            control.cancel(reason)
+        with trio.move_on_after(timeout):
+            for control in controls:
+                await control.done.wait()
+        return [control for control in controls if not control.done.is_set()]
