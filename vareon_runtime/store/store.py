@@ -141,6 +141,15 @@ class Store:
         return len(self._queue) - self._cancelled_in_queue
 
     @property
+    def threads_working(self) -> int:
+        """Worker threads running for the store right now (the writer, readers, opening).
+
+        Tests on trio's ``MockClock`` hold simulated time still while this is not 0, so that a
+        write in flight is not overtaken by time it does not take (see the scheduler's tests).
+        """
+        return self._writer_limiter.borrowed_tokens + self._read_limiter.borrowed_tokens
+
+    @property
     def stats(self) -> dict[str, int]:
         """Counters since start.
 

@@ -172,22 +172,30 @@ class SchedulerModule(Actor):
         """Run the module's supervisor until cancelled; then stop the scheduler, cancel every run
         at once, and only then let the supervisor stop the actors."""
         supervisor = self.supervisor
+        # Once started, the supervisor is shielded: it is stopped below, after the runs. While it
+        # starts it is not, so a cancellation then (a stop during boot) reaches it directly; a
+        # shielded start would never report started to a cancelled caller, nor ever stop.
+        shield = trio.CancelScope()
 
         async def supervise(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with trio.CancelScope(shield=True):  # stopped below, after the runs
+            with shield:
                 await supervisor.run(task_status=task_status)
 
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(supervise)
+                shield.shield = True
                 task_status.started()
                 try:
                     await trio.sleep_forever()
                 finally:
                     with trio.CancelScope(shield=True) as scope:
                         scope.deadline = trio.current_time() + self.settings.shutdown_timeout
-                        await self._stop_runs()
-                        await supervisor.stop()
+                        try:
+                            await self._stop_runs()
+                        finally:
+                            await supervisor.stop()  # also when the runs took the whole budget
+                    shield.shield = False  # a supervisor that overruns it is cancelled
         finally:
             for name in list(self.registry):
                 if name.startswith("task-run/"):

@@ -3,6 +3,7 @@ simulated wall clock, a private actions registry, and the module under a root su
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,13 +15,40 @@ from sched_support import Module, SchedKit, SimClock, registry_with
 from vareon_runtime.store import Store
 
 
+class StillWhileTheStoreWorks(trio.abc.Instrument):
+    """Under an autojump ``MockClock``: no jump while a store thread is working.
+
+    The store works in threads, which trio's idle detection does not see: with the plain
+    autojump, simulated time would leap to the next deadline (an hour of the scheduler's capped
+    sleep, a test's bound) while a write is still in flight, so the test's outcome would depend
+    on how fast the machine is. After every task step the clock's threshold is set to infinity
+    while the store has a thread working, and back to the clock's own threshold once it has none.
+    """
+
+    def __init__(self, clock: trio.testing.MockClock, store: Store) -> None:
+        self.clock = clock
+        self.store = store
+        self.threshold = clock.autojump_threshold
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        wanted = math.inf if self.store.threads_working else self.threshold
+        if self.clock.autojump_threshold != wanted:
+            self.clock.autojump_threshold = wanted
+
+
 @pytest.fixture
 async def sched_store(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Store]:
-    store: Store = await nursery.start(
-        Store(f"sqlite:///{tmp_path / 'data' / 'vareon.db'}", sqlite_synchronous="normal").run
-    )
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'vareon.db'}", sqlite_synchronous="normal")
+    clock = trio.lowlevel.current_clock()
+    still = None
+    if isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold < math.inf:
+        still = StillWhileTheStoreWorks(clock, store)
+        trio.lowlevel.add_instrument(still)
+    await nursery.start(store.run)
     yield store
     await store.close()
+    if still is not None:
+        trio.lowlevel.remove_instrument(still)
 
 
 @pytest.fixture
@@ -43,10 +71,8 @@ async def sched_module(sched_kit: SchedKit) -> AsyncIterator[Module]:
 
 @pytest.fixture
 def sched_autojump() -> trio.testing.MockClock:
-    """trio's autojump clock, jumping only once every task has been idle for 5 ms of real time.
-
-    The store works in threads: with the plain ``autojump_clock`` (threshold 0) every commit
-    would let simulated time leap to the next deadline while the write is still in flight, so a
-    day of minutes would outrun its own runs. Simulated time still passes in milliseconds.
+    """trio's autojump clock; ``sched_store`` holds it still while the store's threads work
+    (:class:`StillWhileTheStoreWorks`), so simulated time passes only when every task waits
+    for time itself, however slow the machine.
     """
-    return trio.testing.MockClock(autojump_threshold=0.005)
+    return trio.testing.MockClock(autojump_threshold=0)
