@@ -111,6 +111,26 @@ async def test_a_timeout_kills_the_script_and_its_children_and_marks_the_run(
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+async def test_a_stop_while_the_module_starts_ends_it(sched_kit: SchedKit) -> None:
+    # A SIGTERM during boot: the cancellation arrives while the scheduler actor, the module's
+    # last child, is starting (reading its tasks in a store thread), before the module is started.
+    async def cancel_when_the_scheduler_starts(boot: trio.CancelScope) -> None:
+        while True:
+            event = await statuses.receive()
+            data = event.data
+            if (data["supervisor"], data["name"], data["status"]) == ("scheduler", "scheduler", "starting"):
+                boot.cancel()
+                return
+
+    with trio.fail_after(TIMEOUT), sched_kit.bus.subscribe("status.actor") as statuses:
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as boot:
+                nursery.start_soon(cancel_when_the_scheduler_starts, boot)
+                await sched_kit.start()
+        assert boot.cancelled_caught
+        await sched_kit.store.write(lambda session: None)  # the store is still usable
+
+
 async def test_stopping_the_module_cancels_running_runs_and_records_them(sched_kit: SchedKit) -> None:
     module = await sched_kit.start()
     tasks = module.tasks
