@@ -23,10 +23,9 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -54,6 +53,7 @@ from vareon_runtime.errors import (
 from vareon_runtime.store import Store
 from vareon_runtime.supervisor import ChildSpec, ChildStatus, Restart, Supervisor
 
+from .parsing import check_page, enum_value, parse_id, parse_model
 from .agent import AgentActor, ProcessTable, agent_env
 from .jobs import Jobs
 from .messages import (
@@ -89,8 +89,6 @@ LOG_TAIL_MAX = 10_000
 _ASK = 5.0  # seconds for requests that do not wait for a process to stop
 _LOGS_ASK = 1.0  # an agent busy stopping answers logs from the database instead
 
-M = TypeVar("M", bound=BaseModel)
-
 
 def check_runnable(config: AgentConfig) -> None:
     """Refuse a configuration whose command cannot run on this host, saying why.
@@ -109,25 +107,6 @@ def check_runnable(config: AgentConfig) -> None:
         raise InvalidRequestError(
             f"the configuration cannot run: {exc}{hint}", details={"field": field, "reason": str(exc)}
         ) from exc
-
-
-def _parse(model: type[M], data: M | Mapping[str, Any]) -> M:
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequestError(
-            f"invalid {model.__name__}: {exc.error_count()} error(s)",
-            details=exc.errors(include_url=False, include_context=False, include_input=False),
-        ) from exc
-
-
-def _agent_id(agent_id: str) -> str:
-    try:
-        return str(uuid.UUID(str(agent_id)))
-    except ValueError:
-        raise NotFoundError(f"no agent has the id {agent_id!r} (agent ids are UUIDs)") from None
 
 
 def _stop_budget(config: AgentConfig) -> float:
@@ -185,7 +164,7 @@ class Agents:
         Raises:
             NotFoundError: no agent has that id.
         """
-        agent_id = _agent_id(agent_id)
+        agent_id = parse_id(agent_id, "agent")
         agent = await self.store.read(_read_agent(agent_id))
         if agent is None:
             raise NotFoundError(f"no agent has the id {agent_id!r}")
@@ -197,16 +176,9 @@ class Agents:
         Raises:
             InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, or an unknown status.
         """
-        if not 1 <= limit <= LIST_LIMIT_MAX:
-            raise InvalidRequestError(f"limit must be between 1 and {LIST_LIMIT_MAX}, not {limit!r}")
-        if offset < 0:
-            raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
+        check_page(limit, offset, LIST_LIMIT_MAX)
         if status is not None:
-            try:
-                status = AgentStatus(status).value
-            except ValueError:
-                known = ", ".join(s.value for s in AgentStatus)
-                raise InvalidRequestError(f"status must be one of {known}, not {status!r}") from None
+            status = enum_value(AgentStatus, status)
 
         def page(session: Session) -> AgentPage:
             query = select(AgentRecord)
@@ -247,7 +219,7 @@ class Agents:
         Raises:
             InvalidRequestError: invalid fields, or a configuration that cannot run (with the reason).
         """
-        request = _parse(AgentCreate, data)
+        request = parse_model(AgentCreate, data)
         check_runnable(request.configuration)
         agent_id = str(uuid.uuid4())
         now = utcnow()
@@ -284,12 +256,12 @@ class Agents:
             NotFoundError: no agent has that id.
             InvalidRequestError: invalid fields, or a configuration that cannot run.
         """
-        async with self._lock(_agent_id(agent_id)):
+        async with self._lock(parse_id(agent_id, "agent")):
             return self._announce("updated", await self._update(agent_id, data))
 
     async def _update(self, agent_id: str, data: AgentUpdate | Mapping[str, Any]) -> Agent:
         current = await self.get(agent_id)
-        request = _parse(AgentUpdate, data)
+        request = parse_model(AgentUpdate, data)
         if request.configuration is not None:
             check_runnable(request.configuration)
         name = request.name if request.name is not None else current.name
@@ -322,7 +294,7 @@ class Agents:
         Raises:
             NotFoundError: no agent has that id.
         """
-        async with self._lock(_agent_id(agent_id)):
+        async with self._lock(parse_id(agent_id, "agent")):
             current = await self.get(agent_id)
             await self._stop_actor(current.id, current.configuration, forget=True)
 

@@ -23,6 +23,7 @@ from vareon_runtime.errors import ConflictError, InvalidRequestError, NotFoundEr
 from vareon_runtime.store import Store
 
 from .models import JobRecord, job_from_record
+from .parsing import check_page, enum_value
 from .schemas import Job, JobPage, JobStatus
 
 __all__ = ["JOB_LOG_MAX", "Jobs", "job_topic"]
@@ -44,14 +45,6 @@ def _append(logs: str | None, line: str | None) -> str | None:
         return logs
     text = f"{logs}\n{line}" if logs else line
     return text[-JOB_LOG_MAX:]
-
-
-def _status(value: str, *, what: str = "status") -> str:
-    try:
-        return JobStatus(value).value
-    except ValueError:
-        known = ", ".join(s.value for s in JobStatus)
-        raise InvalidRequestError(f"{what} must be one of {known}, not {value!r}") from None
 
 
 class Jobs:
@@ -173,11 +166,8 @@ class Jobs:
         Raises:
             InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, an unknown status.
         """
-        if not 1 <= limit <= _LIST_LIMIT_MAX:
-            raise InvalidRequestError(f"limit must be between 1 and {_LIST_LIMIT_MAX}, not {limit!r}")
-        if offset < 0:
-            raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
-        wanted = _status(status) if status is not None else None
+        check_page(limit, offset, _LIST_LIMIT_MAX)
+        wanted = enum_value(JobStatus, status) if status is not None else None
 
         def page(session: Session) -> JobPage:
             query = select(JobRecord)

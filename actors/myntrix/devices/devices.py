@@ -26,10 +26,9 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -42,7 +41,6 @@ from vareon_runtime.errors import (
     AskTimeoutError,
     ConflictError,
     DuplicateChildError,
-    InvalidRequestError,
     NotFoundError,
     UnavailableError,
     UnknownChildError,
@@ -52,6 +50,7 @@ from vareon_runtime.messages import Message
 from vareon_runtime.store import Store
 from vareon_runtime.supervisor import ChildSpec, ChildStatus, Restart, Supervisor
 
+from ..parsing import check_page, enum_value, parse_id, parse_model
 from ..jobs import Jobs
 from ..schemas import Job, JobStatus
 from .commands import CommandTicket
@@ -86,27 +85,6 @@ log = logging.getLogger("vareon.devices")
 LIST_LIMIT_MAX = 500
 UPLOAD_JOB_TYPE = "device.upload"
 _ASK = 5.0  # seconds for requests that do not wait on the device
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _parse(model: type[M], data: M | Mapping[str, Any]) -> M:
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequestError(
-            f"invalid {model.__name__}: {exc.error_count()} error(s)",
-            details=exc.errors(include_url=False, include_context=False, include_input=False),
-        ) from exc
-
-
-def _device_id(device_id: str) -> str:
-    try:
-        return str(uuid.UUID(str(device_id)))
-    except ValueError:
-        raise NotFoundError(f"no device has the id {device_id!r} (device ids are UUIDs)") from None
 
 
 def _check_connection_string(raw: str) -> None:
@@ -169,7 +147,7 @@ class Devices:
         Raises:
             NotFoundError: no device has that id.
         """
-        device_id = _device_id(device_id)
+        device_id = parse_id(device_id, "device")
 
         def read(session: Session) -> Device | None:
             row = session.get(DeviceRecord, device_id)
@@ -186,16 +164,9 @@ class Devices:
         Raises:
             InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, or an unknown status.
         """
-        if not 1 <= limit <= LIST_LIMIT_MAX:
-            raise InvalidRequestError(f"limit must be between 1 and {LIST_LIMIT_MAX}, not {limit!r}")
-        if offset < 0:
-            raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
+        check_page(limit, offset, LIST_LIMIT_MAX)
         if status is not None:
-            try:
-                status = DeviceStatus(status).value
-            except ValueError:
-                known = ", ".join(s.value for s in DeviceStatus)
-                raise InvalidRequestError(f"status must be one of {known}, not {status!r}") from None
+            status = enum_value(DeviceStatus, status)
 
         def page(session: Session) -> DevicePage:
             query = select(DeviceRecord)
@@ -237,7 +208,7 @@ class Devices:
             InvalidRequestError: invalid fields, or a connection string no driver takes (the
                 message names the known schemes).
         """
-        request = _parse(DeviceCreate, data)
+        request = parse_model(DeviceCreate, data)
         _check_connection_string(request.connection_string)
         device_id = str(uuid.uuid4())
         now = utcnow()
@@ -273,12 +244,12 @@ class Devices:
             InvalidRequestError: invalid fields, or a connection string no driver takes.
             ConflictError: the link would change while an upload runs.
         """
-        async with self._lock(_device_id(device_id)):
+        async with self._lock(parse_id(device_id, "device")):
             return self._announce("updated", await self._update(device_id, data))
 
     async def _update(self, device_id: str, data: DeviceUpdate | Mapping[str, Any]) -> Device:
         current = await self.get(device_id)
-        request = _parse(DeviceUpdate, data)
+        request = parse_model(DeviceUpdate, data)
         raw = await self.store.read(_connection_string_of(current.id))
         if raw is None:
             raise NotFoundError(f"no device has the id {current.id!r}")
@@ -321,7 +292,7 @@ class Devices:
         Raises:
             NotFoundError: no device has that id.
         """
-        async with self._lock(_device_id(device_id)):
+        async with self._lock(parse_id(device_id, "device")):
             current = await self.get(device_id)
             await self._stop_actor(current, reason="the device was deleted", force=True)
 
@@ -394,7 +365,7 @@ class Devices:
             UnavailableError: the link dropped while waiting.
         """
         current = await self.get(device_id)
-        message = _parse(SendCommand, {"command": command, "timeout": timeout})
+        message = parse_model(SendCommand, {"command": command, "timeout": timeout})
         ref = await self._ref(current.id)
         ticket: CommandTicket = await self._ask(ref, message)
         return await ticket.reply()

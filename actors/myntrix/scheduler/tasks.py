@@ -23,10 +23,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -36,6 +35,7 @@ from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, ServiceError
 from vareon_runtime.store import Store
 
+from ..parsing import check_page, enum_value, parse_id, parse_model
 from .actions import ACTIONS, ActionRegistry
 from .cron import parse_cron
 from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
@@ -59,34 +59,6 @@ __all__ = ["LIST_LIMIT_MAX", "Tasks"]
 log = logging.getLogger("vareon.myntrix.scheduler.tasks")
 
 LIST_LIMIT_MAX = 500
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _parse(model: type[M], data: M | Mapping[str, Any]) -> M:
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequestError(
-            f"invalid {model.__name__}: {exc.error_count()} error(s)",
-            details=exc.errors(include_url=False, include_context=False, include_input=False),
-        ) from exc
-
-
-def _task_id(task_id: str) -> str:
-    try:
-        return str(uuid.UUID(str(task_id)))
-    except ValueError:
-        raise NotFoundError(f"no task has the id {task_id!r} (task ids are UUIDs)") from None
-
-
-def _page(limit: int, offset: int) -> None:
-    if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise InvalidRequestError(f"limit must be between 1 and {LIST_LIMIT_MAX}, not {limit!r}")
-    if offset < 0:
-        raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -240,7 +212,7 @@ class Tasks:
         Raises:
             NotFoundError: no task has that id.
         """
-        return self._shape(await self._load(_task_id(task_id)), self.now())
+        return self._shape(await self._load(parse_id(task_id, "task")), self.now())
 
     async def list(self, *, limit: int = 50, offset: int = 0, enabled: bool | None = None) -> TaskPage:
         """A page of tasks, oldest first, and how many match (``enabled`` filters).
@@ -248,7 +220,7 @@ class Tasks:
         Raises:
             InvalidRequestError: ``limit`` outside 1..500 or a negative ``offset``.
         """
-        _page(limit, offset)
+        check_page(limit, offset, LIST_LIMIT_MAX)
 
         def read(session: Session) -> tuple[list[_Row], int]:
             query = _select_rows()
@@ -286,14 +258,10 @@ class Tasks:
             InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, an unknown
                 status, or ``since`` after ``until``.
         """
-        _page(limit, offset)
+        check_page(limit, offset, LIST_LIMIT_MAX)
         wanted: str | None = None
         if status is not None:
-            try:
-                wanted = RunStatus(status).value
-            except ValueError:
-                known = ", ".join(s.value for s in RunStatus)
-                raise InvalidRequestError(f"status must be one of {known}, not {status!r}") from None
+            wanted = enum_value(RunStatus, status)
         since, until = _aware(since), _aware(until)
         if since is not None and until is not None and since > until:
             raise InvalidRequestError(f"since ({since.isoformat()}) must not be after until ({until.isoformat()})")
@@ -330,7 +298,7 @@ class Tasks:
                 never-firing schedule, an unknown time zone (422).
             PermissionDeniedError: a kind only an admin may define, for someone else (403).
         """
-        data = _parse(TaskCreate, data)
+        data = parse_model(TaskCreate, data)
         self._check_kind(data.action, role, doing="create")
         params = self.actions.validate(data.action, data.parameters)
         zone = data.timezone or self.settings.timezone
@@ -373,8 +341,8 @@ class Tasks:
             InvalidRequestError: as for :meth:`create`.
             PermissionDeniedError: the task's kind, or the new one, is one only an admin may define.
         """
-        task_id = _task_id(task_id)
-        data = _parse(TaskUpdate, data)
+        task_id = parse_id(task_id, "task")
+        data = parse_model(TaskUpdate, data)
         given = data.model_fields_set
         async with self._lock(task_id):
             current = (await self._load(task_id)).spec
@@ -439,7 +407,7 @@ class Tasks:
             NotFoundError: no task has that id.
             PermissionDeniedError: see ``role``.
         """
-        task_id = _task_id(task_id)
+        task_id = parse_id(task_id, "task")
         async with self._lock(task_id):
             current = (await self._load(task_id)).spec
             if current.action in self.actions:
@@ -468,7 +436,7 @@ class Tasks:
             TaskBusyError: a run still goes and the overlap policy is skip (409).
             UnavailableError: the scheduler is stopping, or the run could not be recorded (503).
         """
-        task_id = _task_id(task_id)
+        task_id = parse_id(task_id, "task")
         async with self._lock(task_id):
             spec = (await self._load(task_id)).spec
             return await self.runs.run_now(spec, user=user)

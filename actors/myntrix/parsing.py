@@ -1,0 +1,76 @@
+"""What the Myntrix domains check the same way before they touch the store: a request body as
+its pydantic model, an id as a UUID, a page's bounds, an enum's value. Each raises the
+runtime's error the web front turns into its status (422 or 404) with a message that says what
+was expected."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from vareon_runtime.errors import InvalidRequestError, NotFoundError
+
+__all__ = ["check_page", "enum_value", "parse_id", "parse_model"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: M | Mapping[str, Any]) -> M:
+    """``data`` as ``model`` (a model instance passes as it is).
+
+    Raises:
+        InvalidRequestError: the data does not validate; pydantic's errors in ``details``.
+    """
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(
+            f"invalid {model.__name__}: {exc.error_count()} error(s)",
+            details=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from exc
+
+
+def parse_id(value: str, noun: str) -> str:
+    """``value`` as a canonical UUID string, the id of a ``noun`` (agent, device, task).
+
+    Raises:
+        NotFoundError: not a UUID, so nothing has that id.
+    """
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise NotFoundError(f"no {noun} has the id {value!r} ({noun} ids are UUIDs)") from None
+
+
+def check_page(limit: int, offset: int, limit_max: int) -> None:
+    """Refuse a page outside ``1 <= limit <= limit_max`` or a negative ``offset``.
+
+    Raises:
+        InvalidRequestError: saying which and what was expected.
+    """
+    if not 1 <= limit <= limit_max:
+        raise InvalidRequestError(f"limit must be between 1 and {limit_max}, not {limit!r}")
+    if offset < 0:
+        raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def enum_value(kind: type[E], value: str, *, what: str = "status") -> str:
+    """``value`` checked against the enum ``kind``; answers the member's value.
+
+    Raises:
+        InvalidRequestError: not one of them; the message lists the known values.
+    """
+    try:
+        return str(kind(value).value)
+    except ValueError:
+        known = ", ".join(str(member.value) for member in kind)
+        raise InvalidRequestError(f"{what} must be one of {known}, not {value!r}") from None
