@@ -5,6 +5,7 @@ or port)."""
 
 from __future__ import annotations
 
+import abc
 import os
 import tty
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,7 @@ def open_pty() -> tuple[int, int, str]:
     return master, slave, os.ttyname(slave)
 
 
-class _Transport:
+class _Transport(abc.ABC):
     """Plug/unplug bookkeeping shared by the pty and TCP transports."""
 
     def __init__(self, device: SimulatedDevice) -> None:
@@ -179,8 +180,9 @@ class _Transport:
         finally:
             self._sessions.discard(session)
 
+    @abc.abstractmethod
     async def _serve(self, scope: trio.CancelScope, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
-        raise NotImplementedError
+        """Serve until ``scope`` is cancelled; report it started once the far end is reachable."""
 
     def _teardown(self) -> None:
         """Release what the plugged state holds (idempotent, synchronous: runs on cancellation)."""
