@@ -20,14 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from vareon_runtime.bench import Report
-from vareon_runtime.bench.processes import free_port, run_vareon, stop_process
+from vareon_runtime.bench.processes import free_port, run_vareon, stop_process, wait_ready
 from vareon_runtime.errors import VareonError
 
 __all__ = ["main"]
@@ -70,23 +69,6 @@ def _serve_floor(port: int) -> None:
     trio.run(serve, floor_app, config)  # type: ignore[arg-type]
 
 
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise VareonError(f"the server under test exited with {proc.returncode} before answering {url}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise VareonError(f"no answer from {url} within {timeout:g}s")
-
-
-
-
 def _wrk(wrk: str, url: str, seconds: int, headers: dict[str, str] | None = None) -> dict[str, float]:
     command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
@@ -105,8 +87,6 @@ def _wrk(wrk: str, url: str, seconds: int, headers: dict[str, str] | None = None
     return result
 
 
-
-
 def main(*, output_dir: Path, quick: bool = False) -> int:
     """Run the HTTP benchmark, print it, write ``http.json``; returns 0."""
     wrk = shutil.which("wrk")
@@ -120,7 +100,7 @@ def main(*, output_dir: Path, quick: bool = False) -> int:
     floor = subprocess.Popen([sys.executable, "-m", "web.bench", "floor", str(port)])
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base + "/", floor)
+        wait_ready(base + "/", floor)
         _wrk(wrk, base + "/", 1)  # warm up
         raw = _wrk(wrk, base + "/", seconds)
     finally:
@@ -145,7 +125,7 @@ def main(*, output_dir: Path, quick: bool = False) -> int:
         runtime = subprocess.Popen([sys.executable, "-m", "vareon_runtime.cli", "run", "--config", config], env=env)
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_ready(base + "/health", runtime)
+            wait_ready(base + "/health", runtime)
             token = httpx.post(base + "/api/token", json={"username": "bench", "password": password}).json()["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
             if httpx.get(base + "/api/users/me", headers=auth).status_code != 200:

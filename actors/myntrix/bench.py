@@ -29,7 +29,7 @@ import httpx
 import psutil
 
 from vareon_runtime.bench import Report, percentile
-from vareon_runtime.bench.processes import free_port, run_vareon, stop_process
+from vareon_runtime.bench.processes import free_port, run_vareon, stop_process, wait_ready
 from vareon_runtime.errors import VareonError
 
 __all__ = ["main"]
@@ -106,18 +106,7 @@ def _runtime(tmp: Path, kills: int, script: Path, idle: Path) -> dict[str, Any]:
     runtime = subprocess.Popen([sys.executable, "-m", "vareon_runtime.cli", "run", "--config", config], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if runtime.poll() is not None:
-                raise VareonError(f"vareon run exited with {runtime.returncode} before answering")
-            try:
-                if httpx.get(base + "/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise VareonError("vareon run did not answer /health within 60s")
-            time.sleep(0.05)
+        wait_ready(base + "/health", runtime)
         token = httpx.post(base + "/api/token", json={"username": "bench", "password": password}).json()["access_token"]
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60.0) as http:
             server_port = free_port()

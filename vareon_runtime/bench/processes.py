@@ -1,4 +1,5 @@
-"""Processes a benchmark runs beside itself: free ports, the `vareon` command, clean stops."""
+"""Processes a benchmark runs beside itself: free ports, the `vareon` command, waiting for a
+server to answer, clean stops."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from ..errors import VareonError
 
-__all__ = ["free_port", "run_vareon", "stop_process"]
+__all__ = ["free_port", "run_vareon", "stop_process", "wait_ready"]
 
 
 def free_port() -> int:
@@ -30,6 +32,28 @@ def run_vareon(*args: str, env: dict[str, str]) -> None:
     )
     if done.returncode != 0:
         raise VareonError(f"vareon {' '.join(args[:2])} failed: {done.stderr.strip()}")
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Wait until ``GET url`` answers 200 (the server ``proc`` started and listens).
+
+    Raises:
+        VareonError: ``proc`` exited first, or no 200 came within ``timeout`` seconds.
+    """
+    import httpx  # only the benchmarks that start a server need it
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise VareonError(f"the server under test exited with {proc.returncode} before answering {url}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise VareonError(f"no answer from {url} within {timeout:g}s")
+        time.sleep(0.05)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
