@@ -591,3 +591,103 @@ async def test_last_error_shows_the_leaf_of_a_nested_exception_group(nursery: tr
         await crash(sup, "n")
         await settle()
     assert sup.child("n").last_error == "OSError: port gone"
+
+
+async def test_a_burst_starts_every_child_and_reports_each_failure_in_place(nursery: trio.Nursery) -> None:
+    journal: list[str] = []
+    registry = Registry()
+
+    class Broken(Actor):
+        async def on_start(self) -> None:
+            raise OSError("no such executable: /bin/nope")
+
+    sup = await nursery.start(Supervisor("runs", [spec("run/0", journal)], registry=registry, max_restarts=None).run)
+    specs = [spec(f"run/{i}", journal) for i in range(1, 51)]
+    specs[10] = ChildSpec("run/broken", Broken)
+    specs[20] = spec("run/0", journal)  # taken already
+    with trio.fail_after(10):
+        results = await sup.start_children(specs)
+    assert len(results) == 50
+    assert isinstance(results[10], OSError) and "no such executable" in str(results[10])
+    assert isinstance(results[20], DuplicateChildError)
+    assert "run/broken" not in sup
+    started = [s.name for i, s in enumerate(specs) if i not in (10, 20)]
+    for name, result in zip(started, [r for i, r in enumerate(results) if i not in (10, 20)], strict=True):
+        assert result is registry.lookup(name), "each result is the child's ref, registered"
+        assert sup.child(name).status is ChildStatus.RUNNING
+        assert await sup.ref(name).ask(Whoami(), timeout=1)
+    assert sup.child("run/0").status is ChildStatus.RUNNING, "the child whose name was taken is untouched"
+    assert sup.child("run/0").restarts == 0
+
+
+async def test_burst_children_are_supervised_as_any_other(nursery: trio.Nursery) -> None:
+    journal: list[str] = []
+    sup = await nursery.start(Supervisor("runs", max_restarts=None).run)
+    await sup.start_children([spec("keep", journal), spec("once", journal, restart=Restart.TEMPORARY)])
+    await crash(sup, "keep")
+    await wait_restarted(sup, "keep", 1)
+    await sup.ref("once").ask(Quit(), timeout=1)
+    with trio.fail_after(10):
+        while "once" in sup:
+            await trio.sleep(0.01)
+    assert starts(journal).count("start keep") == 2
+
+
+async def test_a_burst_child_that_ends_as_it_starts_is_never_shown_running(nursery: trio.Nursery) -> None:
+    bus = EventBus()
+    events = bus.subscribe("status.actor", queue_size=100)
+
+    class Brief(Actor):
+        async def run(self, *, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started(None)
+
+    sup = await nursery.start(Supervisor("runs", bus=bus, max_restarts=None).run)
+    with trio.fail_after(10):
+        await sup.start_children([ChildSpec("brief", Brief, restart=Restart.TEMPORARY)])
+        while "brief" in sup:
+            await trio.sleep(0.01)
+    seen = []
+    while True:
+        with trio.move_on_after(0.05):
+            item = await events.receive()
+            if isinstance(item, Event) and item.data["name"] == "brief":
+                seen.append(item.data["status"])
+            continue
+        break
+    assert seen == ["starting", "stopped"]
+
+
+async def test_a_burst_whose_caller_gives_up_leaves_no_half_started_child(nursery: trio.Nursery) -> None:
+    journal: list[str] = []
+    gate = trio.Event()
+
+    class Slow(Actor):
+        async def on_start(self) -> None:
+            await gate.wait()
+
+    sup = await nursery.start(Supervisor("runs", max_restarts=None).run)
+    with trio.fail_after(10):
+        with trio.move_on_after(0.2) as gave_up:
+            await sup.start_children([spec("quick", journal), ChildSpec("slow", Slow)])
+    assert gave_up.cancelled_caught
+    assert "slow" not in sup, "the child still starting was stopped and forgotten"
+    assert sup.child("quick").status is ChildStatus.RUNNING
+    # The lock is free again: the supervisor takes further children.
+    with trio.fail_after(10):
+        await sup.start_children([spec("after", journal)])
+    assert sup.child("after").status is ChildStatus.RUNNING
+
+
+async def test_a_burst_is_refused_once_the_supervisor_stops(nursery: trio.Nursery) -> None:
+    journal: list[str] = []
+    sup = Supervisor("runs")
+    with pytest.raises(SupervisorStoppedError, match="cannot start a: supervisor runs is not running"):
+        await sup.start_children([spec("a", journal)])
+    await nursery.start(sup.run)
+    await sup.stop()
+    with trio.fail_after(10):
+        while sup._nursery is not None:
+            await trio.sleep(0.01)
+    with pytest.raises(SupervisorStoppedError, match="cannot start a: supervisor runs has stopped"):
+        await sup.start_children([spec("a", journal)])
+    assert await sup.start_children([]) == []
