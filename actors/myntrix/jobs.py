@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,7 +27,7 @@ from .models import JobRecord, job_from_record
 from .parsing import check_page, enum_value
 from .schemas import Job, JobPage, JobStatus
 
-__all__ = ["JOB_LOG_MAX", "Jobs", "job_topic"]
+__all__ = ["JOB_LOG_MAX", "Jobs", "finished_job_row", "job_row", "job_topic"]
 
 JOB_LOG_MAX = 64 * 1024
 """Characters of logs a job keeps; beyond, the oldest are cut (so a chatty job stays small)."""
@@ -45,6 +46,56 @@ def _append(logs: str | None, line: str | None) -> str | None:
         return logs
     text = f"{logs}\n{line}" if logs else line
     return text[-JOB_LOG_MAX:]
+
+
+def job_row(
+    name: str,
+    type: str,
+    *,
+    status: JobStatus = JobStatus.PENDING,
+    log: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The ``jobs`` row of a new job, checked, as :meth:`Jobs.create` writes it; writers that
+    insert jobs in batches (the scheduler's run recorder) build theirs here too.
+
+    Raises:
+        InvalidRequestError: a finished status, or an empty name or type.
+    """
+    if status.value in _FINISHED:
+        raise InvalidRequestError(f"a job starts pending or running, not {status.value!r}; finish it with finish()")
+    if not name or not type:
+        raise InvalidRequestError(f"a job needs a name and a type, not {name!r} and {type!r}")
+    now = now or utcnow()
+    return {
+        "id": str(uuid.uuid4()),
+        "name": name[:255],
+        "type": type[:64],
+        "status": status.value,
+        "progress": 0,
+        "created_at": now,
+        "updated_at": now,
+        "logs": _append(None, log),
+        "details": dict(details) if details is not None else None,
+    }
+
+
+def finished_job_row(
+    row: Mapping[str, Any], *, ok: bool, log: str | None = None, details: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """``row`` (a job as :func:`job_row` made it) ended as :meth:`Jobs.finish` ends one:
+    ``completed`` with progress 100, or ``failed``; ``log`` appended, ``details`` merged in."""
+    merged = {**(row.get("details") or {}), **(details or {})} if details is not None else row.get("details")
+    return {
+        **row,
+        "status": (JobStatus.COMPLETED if ok else JobStatus.FAILED).value,
+        "progress": 100 if ok else row.get("progress", 0),
+        "updated_at": now or utcnow(),
+        "logs": _append(row.get("logs"), log),
+        "details": merged,
+    }
 
 
 class Jobs:
@@ -78,23 +129,7 @@ class Jobs:
         Raises:
             InvalidRequestError: a finished status, or an empty name or type.
         """
-        if status.value in _FINISHED:
-            raise InvalidRequestError(f"a job starts pending or running, not {status.value!r}; finish it with finish()")
-        if not name or not type:
-            raise InvalidRequestError(f"a job needs a name and a type, not {name!r} and {type!r}")
-        job_id = str(uuid.uuid4())
-        now = utcnow()
-        record = {
-            "id": job_id,
-            "name": name[:255],
-            "type": type[:64],
-            "status": status.value,
-            "progress": 0,
-            "created_at": now,
-            "updated_at": now,
-            "logs": _append(None, log),
-            "details": dict(details) if details is not None else None,
-        }
+        record = job_row(name, type, status=status, log=log, details=details)
 
         def insert(session: Session) -> Job:
             row = JobRecord(**record)
