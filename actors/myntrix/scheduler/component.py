@@ -6,14 +6,17 @@ Myntrix, whose ``jobs`` table and agents its runs use), registered as ``schedule
 :class:`~actors.myntrix.scheduler.tasks.Tasks` face (see :func:`tasks_of`).
 
 Starting, it marks the runs a crashed runtime left ``running`` as ``failed`` (and their jobs),
-then runs its own supervisor (``rest_for_one``) over two children: ``task-runs``, the supervisor
-of the runs (each a temporary child ``task-run/<run id>``, registered), then ``scheduler``, the
+then runs its own supervisor (``rest_for_one``) over three children: ``run-recorder``, the
+:class:`~actors.myntrix.scheduler.recorder.RunRecorder` writing the runs' rows and jobs in
+batches, then ``task-runs``, the supervisor of the runs (each a temporary child
+``task-run/<run id>``, registered), then ``scheduler``, the
 :class:`~actors.myntrix.scheduler.scheduler.TaskScheduler` actor. A crash of the scheduler
 restarts it alone, with its runs untouched; it reloads the tasks from the table.
 
 Stopping, it first stops the scheduler (no new runs), then cancels every live run at once, each
 ending ``cancelled`` with the reason (a script's process group gets SIGTERM, its stop timeout,
-SIGKILL), then lets the supervisor stop the actors. Tasks and their last fire times are in the
+SIGKILL), then lets the supervisor stop the actors, the recorder last, so that it writes how every run
+ended. Tasks and their last fire times are in the
 table, so the schedule resumes with the runtime; what it missed meanwhile is a misfire.
 """
 
@@ -40,6 +43,7 @@ from ..jobs import Jobs
 from .actions import ACTIONS, ActionRegistry
 from .messages import GetTasks
 from .models import TaskRunRecord
+from .recorder import RunRecorder
 from .runs import Runs
 from .scheduler import TaskScheduler
 from .schemas import RunStatus
@@ -86,11 +90,13 @@ class SchedulerModule(Actor):
         self.registry = registry
         self.now = now
         self.runs_supervisor = self._new_runs_supervisor(registry, bus)
+        self.recorder = RunRecorder(store, keep=self.settings.runs_keep)
         self.runs = Runs(
             store,
             bus,
             registry,
             Jobs(store),
+            self.recorder,
             actions,
             settings=self.settings,
             now=now,
@@ -105,6 +111,8 @@ class SchedulerModule(Actor):
         self.supervisor = Supervisor(
             "scheduler",
             [
+                # The same recorder on a restart: what it holds is not lost with its loop.
+                ChildSpec("run-recorder", lambda: self.recorder, shutdown=self.recorder.stop_timeout + 1.0),
                 ChildSpec("task-runs", runs_supervisor, shutdown=self.settings.shutdown_timeout),
                 ChildSpec("scheduler", lambda: TaskScheduler(store, self.runs, settings=self.settings, now=now)),
             ],
@@ -113,7 +121,7 @@ class SchedulerModule(Actor):
             period=60.0,
             backoff=Backoff(0.1, 5.0),
             bus=bus,
-            shutdown_timeout=self.settings.shutdown_timeout + 5.0,
+            shutdown_timeout=self.settings.shutdown_timeout + self.recorder.stop_timeout + 5.0,
         )
         self.tasks: Tasks | None = None
 
@@ -239,6 +247,6 @@ def scheduler_component(ctx: RuntimeContext) -> Component:
         return SchedulerModule(ctx.store, ctx.bus, ctx.registry, settings=settings)
 
     return Component(
-        spec=ChildSpec(SCHEDULER_NAME, factory, shutdown=settings.shutdown_timeout + 10.0),
+        spec=ChildSpec(SCHEDULER_NAME, factory, shutdown=settings.shutdown_timeout + 20.0),
         order=SCHEDULER_ORDER,
     )

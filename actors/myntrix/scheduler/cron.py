@@ -22,7 +22,7 @@ saving time (docs/decisions/0016-cron-scheduler.md), as Vixie cron and cronie do
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,9 @@ class CronSchedule:
     timezone: str
     zone: tzinfo
     fixed_time: bool
+    # The last next_after question and its answer: ten thousand tasks sharing one expression
+    # all ask it about the same fire time, and croniter costs about 0.1 ms an answer.
+    _memo: list[datetime] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def _iterator(self, start: datetime) -> Croniter:
         iterator = _iterator(self.expression, self.timezone)
@@ -111,11 +114,16 @@ class CronSchedule:
 
     def next_after(self, moment: datetime) -> datetime:
         """The first fire time strictly after ``moment`` (aware), as aware UTC."""
+        memo = self._memo
+        if memo and memo[0] == moment:
+            return memo[1]
         iterator = self._iterator(moment)
         while True:
             local = iterator.get_next(datetime).astimezone(self.zone)
             if not self._dropped(local):
-                return local.astimezone(timezone.utc)
+                answer = local.astimezone(timezone.utc)
+                memo[:] = (moment, answer)
+                return answer
 
     def latest_at_or_before(self, moment: datetime) -> datetime | None:
         """The last fire time at or before ``moment``, as aware UTC (None: none within reach).

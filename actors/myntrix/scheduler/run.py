@@ -2,20 +2,19 @@
 ``task-runs`` supervisor, with its :class:`RunControl` (how others follow and stop it) and its
 :class:`RunLog`. Runs are booked and started by :class:`~actors.myntrix.scheduler.runs.Runs`.
 
-A :class:`TaskRunActor` reports started at once and does its work in the background, so that the
-supervisor's lock is never held across a database write and a thousand runs due at one instant
-start without waiting for each other's commits (the store commits their rows in groups):
+A :class:`TaskRunActor` reports started at once and does its work in the background, so that a
+burst of runs due at one instant starts side by side (see ``Supervisor.start_children``):
 
-1. records the ``task_runs`` row (``running``) and a ``jobs`` entry (type ``task.run``), together,
-   in the background: the action starts at once, so a run due with a thousand others is not
-   late by their commits (a manual run is answered once its row is written);
+1. starting, notes its ``task_runs`` row (``running``) and its ``jobs`` entry (type
+   ``task.run``) with the module's :class:`~actors.myntrix.scheduler.recorder.RunRecorder`,
+   which writes them in batches: the action does not wait for the database (a manual run is
+   answered once its row is written);
 2. publishes ``task.<id>.run`` ``started`` on the bus (each log line goes to ``task.<id>.log``);
 3. runs the action under the task's timeout: a timeout cancels it (status ``timeout``), as does
    :meth:`RunControl.cancel` (``cancelled``: the task was deleted, the runtime is stopping). The
    action cleans up (kills its process group) before it returns;
-4. once the row is written, writes the final status, the log's tail, exit code or HTTP status
-   and the error; prunes the task's runs beyond ``runs_keep``; finishes the job; publishes
-   ``finished``.
+4. notes the final status, the log's tail, exit code or HTTP status and the error, and the job's
+   end; once they are written, publishes ``finished``.
 
 Nothing an action does can crash the scheduler: an exception from it (a bug) ends the run as
 ``failed`` with the error's class and message, and the run actor ends normally.
@@ -32,17 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
-
 from vareon_runtime.actor import Actor
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import isoformat
-from vareon_runtime.errors import ServiceError, VareonError
+from vareon_runtime.errors import NotFoundError, ServiceError
 
+from ..jobs import job_row
 from ..schemas import JobStatus
 from .actions import ActionContext, ActionOutcome
 from .messages import TaskSpec
-from .models import TaskRunRecord, prune_runs, run_from_record
+from .recorder import RunNote
 from .schemas import RunStatus, RunTrigger, TaskRun
 
 if TYPE_CHECKING:
@@ -111,10 +109,11 @@ class RunControl:
     note: str | None = None
     user: str | None = None
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    recorded: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
-    # Set once recorded: the row as written (status running), or why it could not be written.
-    run: TaskRun | None = None
+    # Set once the run actor has started: its rows on their way to the database, and the run
+    # as it started (status running).
+    record: RunNote | None = None
+    started: TaskRun | None = None
     error: BaseException | None = None
     cancel_reason: str | None = None
     _scope: trio.CancelScope | None = None
@@ -139,11 +138,40 @@ class TaskRunActor(Actor):
         self.runs = runs
         self.control = control
         self.log = RunLog(runs.settings.log_max, runs.bus, control.task_id, control.run_id)
-        self.job_id: str | None = None
-        self._job_done = trio.Event()
+        self.start = runs.now()  # when the run started
 
     async def on_start(self) -> None:
+        self._note_start()
         self.nursery.start_soon(self._execute)
+
+    def _note_start(self) -> None:
+        """Note the ``running`` row and the job with the recorder (written in its next batch)."""
+        runs, control, spec = self.runs, self.control, self.control.spec
+        if control.note:
+            self.log(control.note)
+        scheduled_for = isoformat(control.scheduled_for) if control.scheduled_for else None
+        details: dict[str, Any] = {
+            "taskId": spec.id, "runId": control.run_id, "trigger": control.trigger.value, "scheduledFor": scheduled_for,
+        }  # fmt: skip
+        if control.user:
+            details["user"] = control.user
+        job = job_row(
+            f"task {spec.name}", JOB_TYPE, status=JobStatus.RUNNING, log=f"run {control.run_id} started",
+            details=details, now=self.start,
+        )  # fmt: skip
+        row = {
+            "id": control.run_id,
+            "task_id": spec.id,
+            "scheduled_for": control.scheduled_for,
+            "start_time": self.start,
+            "status": RunStatus.RUNNING.value,
+            "trigger": control.trigger.value,
+            "logs": self.log.text,
+            "job_id": job["id"],
+        }
+        control.record = runs.recorder.started(row, job)
+        if control.trigger is RunTrigger.MANUAL:
+            control.started = TaskRun.model_validate(control.record.row)
 
     async def _execute(self) -> None:
         control = self.control
@@ -162,13 +190,6 @@ class TaskRunActor(Actor):
 
     async def _run(self) -> None:
         runs, control, spec = self.runs, self.control, self.control.spec
-        if control.note:
-            self.log(control.note)
-        start = runs.now()
-        # The row and the job are written while the action already runs: a run starts on time
-        # even when a thousand are due at once and their commits queue up. The final write
-        # waits for them.
-        self.nursery.start_soon(self._record_quietly, start)
         runs.bus.publish(
             run_topic(spec.id),
             {
@@ -186,74 +207,15 @@ class TaskRunActor(Actor):
             # Cancelled from outside (the supervisor stopping the run): record it, then go.
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + _FINISH_BUDGET
-                await control.recorded.wait()
                 stopped = ActionOutcome(ok=False, error="the runtime stopped while the task ran")
-                await self._finish(start, RunStatus.CANCELLED, stopped)
+                await self._finish(RunStatus.CANCELLED, stopped)
             raise
         # Shielded: a stop arriving now must not drop the final write. The long bound only keeps
         # a wedged store from holding the run forever (a short one would be jumped over by a
         # test's simulated clock while a commit is in flight, and drop the write).
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + _FINISH_BUDGET
-            await control.recorded.wait()
-            await self._finish(start, status, outcome)
-
-    async def _record_quietly(self, start: datetime) -> None:
-        control = self.control
-        try:
-            await self._record(start)
-        except Exception as exc:
-            control.error = exc
-            log.error("task %s: run %s could not be recorded: %s", control.task_id, control.run_id, exc)
-        finally:
-            control.recorded.set()
-
-    async def _record(self, start: datetime) -> None:
-        """Write the ``running`` row and create the job, concurrently (one commit group);
-        ``control.run`` is the row once written."""
-        runs, control, spec = self.runs, self.control, self.control.spec
-        row: dict[str, Any] = {
-            "id": control.run_id,
-            "task_id": spec.id,
-            "scheduled_for": control.scheduled_for,
-            "start_time": start,
-            "status": RunStatus.RUNNING.value,
-            "trigger": control.trigger.value,
-            "logs": self.log.text,
-        }
-
-        def insert(session: Session) -> TaskRun:
-            record = TaskRunRecord(**row)
-            session.add(record)
-            session.flush()
-            return run_from_record(record)
-
-        self.nursery.start_soon(self._create_job)
-        control.run = await runs.store.write(insert)
-        await self._job_done.wait()
-        control.run = control.run.model_copy(update={"job_id": self.job_id})
-
-    async def _create_job(self) -> None:
-        runs, control, spec = self.runs, self.control, self.control.spec
-        details = {
-            "taskId": spec.id,
-            "runId": control.run_id,
-            "trigger": control.trigger.value,
-            "scheduledFor": isoformat(control.scheduled_for) if control.scheduled_for else None,
-        }
-        if control.user:
-            details["user"] = control.user
-        try:
-            job = await runs.jobs.create(
-                f"task {spec.name}"[:255], JOB_TYPE, status=JobStatus.RUNNING, log=f"run {control.run_id} started", details=details
-            )
-        except VareonError as exc:
-            # The run's row is the record that matters; a missing job is logged, not fatal.
-            log.warning("task %s: run %s has no job: %s", spec.id, control.run_id, exc)
-        else:
-            self.job_id = job.id
-        finally:
-            self._job_done.set()
+            await self._finish(status, outcome)
 
     async def _act(self) -> tuple[RunStatus, ActionOutcome]:
         """Run the action under the timeout; never raises but for a cancellation from outside."""
@@ -294,49 +256,30 @@ class TaskRunActor(Actor):
             return RunStatus.FAILED, ActionOutcome(ok=False, error=error)
         return (RunStatus.SUCCEEDED if outcome.ok else RunStatus.FAILED), outcome
 
-    async def _finish(self, start: datetime, status: RunStatus, outcome: ActionOutcome) -> None:
-        """Write the final row (and prune), finish the job, publish ``finished``."""
+    async def _finish(self, status: RunStatus, outcome: ActionOutcome) -> None:
+        """Note the final row and the job's end; once written, publish ``finished``."""
         runs, control, spec = self.runs, self.control, self.control.spec
+        record = control.record
+        assert record is not None, "noted when the actor started"
+        start = self.start
         end = runs.now()
         error = outcome.error if status is not RunStatus.SUCCEEDED else None
-        logs = self.log.text
-        keep = runs.settings.runs_keep
         run_id = control.run_id
-        job_id = self.job_id
-
-        def finish(session: Session) -> bool:
-            record = session.get(TaskRunRecord, run_id)
-            if record is None:
-                return False  # the task was deleted meanwhile
-            record.end_time = end
-            record.status = status.value
-            record.exit_code = outcome.exit_code
-            record.http_status = outcome.http_status
-            record.error = error
-            record.logs = logs
-            record.job_id = job_id
-            session.flush()
-            prune_runs(session, spec.id, keep)
-            return True
-
-        async def finish_row() -> None:
-            try:
-                await runs.store.write(finish)
-            except VareonError as exc:
-                log.error("task %s: run %s ended %s but could not be recorded: %s", spec.id, run_id, status.value, exc)
-
-        async def finish_job() -> None:
-            if job_id is None:
-                return
-            summary = f"run {run_id} {status.value}" + (f": {error}" if error else "")
-            try:
-                await runs.jobs.finish(job_id, ok=status is RunStatus.SUCCEEDED, log=summary[:4096], details={"status": status.value})
-            except VareonError as exc:
-                log.warning("task %s: the job of run %s could not be finished: %s", spec.id, run_id, exc)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(finish_row)
-            nursery.start_soon(finish_job)
+        summary = f"run {run_id} {status.value}" + (f": {error}" if error else "")
+        changes = {
+            "end_time": end,
+            "status": status.value,
+            "exit_code": outcome.exit_code,
+            "http_status": outcome.http_status,
+            "error": error,
+            "logs": self.log.text,
+        }
+        runs.recorder.finished(
+            record, changes, ok=status is RunStatus.SUCCEEDED, job_log=summary[:4096], job_details={"status": status.value}
+        )
+        await record.written.wait()
+        if record.error is not None and not isinstance(record.error, NotFoundError):  # not: deleted meanwhile
+            log.error("task %s: run %s ended %s but could not be recorded: %s", spec.id, run_id, status.value, record.error)
         seconds = (end - start).total_seconds()
         log.info("task %s (%s): run %s %s in %.3fs", spec.id, spec.name, run_id, status.value, seconds)
         runs.bus.publish(

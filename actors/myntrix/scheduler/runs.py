@@ -4,9 +4,12 @@ The scheduler actor and the :class:`~actors.myntrix.scheduler.tasks.Tasks` face 
 through it. Starting is two steps so that the overlap check cannot race: :meth:`Runs.reserve`
 (synchronous: checks the overlap policy against the runs in the book and books the new one) and
 :meth:`Runs.start` (adds the child ``task-run/<run id>``, a
-:class:`~actors.myntrix.scheduler.run.TaskRunActor`, to the ``task-runs`` supervisor). A fire
-time that does not run (overlap, misfire) is recorded by :meth:`Runs.skip`; :meth:`Runs.cancel`
-stops runs (the task was deleted, the runtime is stopping).
+:class:`~actors.myntrix.scheduler.run.TaskRunActor`, to the ``task-runs`` supervisor), or
+:meth:`Runs.start_burst` for the runs due at one instant (they start side by side, and the
+recorder holds its writes until they have). A fire time that does not run (overlap, misfire) is
+recorded by :meth:`Runs.skip`; :meth:`Runs.cancel` stops runs (the task was deleted, the runtime
+is stopping). Rows are written by the module's
+:class:`~actors.myntrix.scheduler.recorder.RunRecorder`.
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 import trio
-from sqlalchemy.orm import Session
 
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import isoformat
-from vareon_runtime.errors import UnavailableError, VareonError
+from vareon_runtime.errors import NotFoundError, UnavailableError, VareonError
 from vareon_runtime.registry import Registry
 from vareon_runtime.store import Store
 from vareon_runtime.supervisor import ChildSpec, Restart, Supervisor
@@ -30,7 +32,7 @@ from ..jobs import Jobs
 from .actions import ActionRegistry
 from .errors import TaskBusyError
 from .messages import TaskSpec
-from .models import ScheduledTaskRecord, TaskRunRecord, prune_runs
+from .recorder import RunRecorder
 from .run import RunControl, TaskRunActor, run_topic
 from .schemas import Overlap, RunStatus, RunTrigger, TaskRun
 from .settings import SchedulerSettings
@@ -45,7 +47,8 @@ class Runs:
 
     Args:
         store, bus, registry: the runtime's.
-        jobs: where each run is reported.
+        jobs: the jobs table (the module's recovery finishes the jobs of interrupted runs).
+        recorder: where the runs' rows and jobs are written.
         actions: the action kinds (the global registry, or a private one in tests and benches).
         settings: the module's tunables.
         now: wall-clock time for the records.
@@ -58,6 +61,7 @@ class Runs:
         bus: EventBus,
         registry: Registry,
         jobs: Jobs,
+        recorder: RunRecorder,
         actions: ActionRegistry,
         *,
         settings: SchedulerSettings,
@@ -68,6 +72,7 @@ class Runs:
         self.bus = bus
         self.registry = registry
         self.jobs = jobs
+        self.recorder = recorder
         self.actions = actions
         self.settings = settings
         self.now = now
@@ -108,26 +113,47 @@ class Runs:
             runs.pop(control.run_id, None)
             if not runs:
                 del self._live[control.task_id]
-        control.recorded.set()
         control.done.set()
+
+    def _child(self, control: RunControl) -> ChildSpec:
+        return ChildSpec(
+            f"task-run/{control.run_id}",
+            lambda: TaskRunActor(self, control),
+            restart=Restart.TEMPORARY,
+            shutdown=self.settings.run_shutdown,
+        )
 
     async def start(self, control: RunControl) -> None:
         """Start the booked run as a child ``task-run/<run id>``; on failure the booking is released."""
         try:
-            await self.supervisor().start_child(
-                ChildSpec(
-                    f"task-run/{control.run_id}",
-                    lambda: TaskRunActor(self, control),
-                    restart=Restart.TEMPORARY,
-                    shutdown=self.settings.run_shutdown,
-                )
-            )
+            await self.supervisor().start_child(self._child(control))
         except BaseException as exc:
             if isinstance(exc, Exception):
                 log.error("task %s: run %s could not start: %r", control.task_id, control.run_id, exc)
                 control.error = exc
             self.release(control)
             raise
+
+    async def start_burst(self, controls: list[RunControl]) -> None:
+        """Start booked runs side by side (the runs due at one instant), holding the recorder's
+        writes back meanwhile; a run that cannot start is logged and its booking released.
+
+        Raises:
+            SupervisorStoppedError: the ``task-runs`` supervisor is stopping (no run started).
+        """
+        with self.recorder.hold():
+            try:
+                results = await self.supervisor().start_children([self._child(control) for control in controls])
+            except BaseException:
+                for control in controls:
+                    if control.record is None:  # its actor never started
+                        self.release(control)
+                raise
+        for control, result in zip(controls, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("task %s: run %s could not start: %r", control.task_id, control.run_id, result)
+                control.error = result
+                self.release(control)
 
     async def run_now(self, spec: TaskSpec, *, user: str | None = None) -> TaskRun:
         """Start a manual run and answer it as recorded (status running).
@@ -150,40 +176,34 @@ class Runs:
             await self.start(control)
         except VareonError as exc:
             raise UnavailableError(f"the run of task {spec.name!r} could not start: {exc}") from exc
-        # No deadline: the run actor sets `recorded` on every path (written, failed, cancelled).
-        await control.recorded.wait()
-        if control.run is None:
-            raise UnavailableError(f"the run of task {spec.name!r} could not be recorded: {control.error}")
-        return control.run
+        record = control.record
+        assert record is not None and control.started is not None, "noted as the run actor started"
+        # No deadline: the recorder sets `inserted` on every path (written, given up, stopped).
+        await record.inserted.wait()
+        if record.error is not None:
+            raise UnavailableError(f"the run of task {spec.name!r} could not be recorded: {record.error}")
+        return control.started
 
     async def skip(self, spec: TaskSpec, scheduled_for: datetime, reason: str) -> None:
         """Record a fire time that did not run (overlap or misfire), with the reason."""
         now = self.now()
         run_id = str(uuid.uuid4())
-        keep = self.settings.runs_keep
-
-        def insert(session: Session) -> None:
-            if session.get(ScheduledTaskRecord, spec.id) is None:
-                return  # deleted meanwhile
-            session.add(
-                TaskRunRecord(
-                    id=run_id,
-                    task_id=spec.id,
-                    scheduled_for=scheduled_for,
-                    start_time=now,
-                    end_time=now,
-                    status=RunStatus.SKIPPED.value,
-                    trigger=RunTrigger.CRON.value,
-                    error=reason,
-                )
-            )
-            session.flush()
-            prune_runs(session, spec.id, keep)
-
-        try:
-            await self.store.write(insert)
-        except VareonError as exc:
-            log.error("task %s: the skipped fire time %s could not be recorded: %s", spec.id, scheduled_for, exc)
+        note = self.recorder.skipped(
+            {
+                "id": run_id,
+                "task_id": spec.id,
+                "scheduled_for": scheduled_for,
+                "start_time": now,
+                "end_time": now,
+                "status": RunStatus.SKIPPED.value,
+                "trigger": RunTrigger.CRON.value,
+                "error": reason,
+            }
+        )
+        await note.written.wait()
+        if note.error is not None:
+            if not isinstance(note.error, NotFoundError):  # not: the task was deleted meanwhile
+                log.error("task %s: the skipped fire time %s could not be recorded: %s", spec.id, scheduled_for, note.error)
             return
         log.info("task %s (%s): fire time %s skipped: %s", spec.id, spec.name, isoformat(scheduled_for), reason)
         self.bus.publish(
