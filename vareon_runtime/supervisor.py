@@ -196,71 +196,13 @@ class _StartStatus:
 
     __slots__ = ("started_flag", "task_status")
 
-    def __init__(self, task_status: trio.TaskStatus[Any] | _BurstMember) -> None:
+    def __init__(self, task_status: trio.TaskStatus[Any]) -> None:
         self.task_status = task_status
         self.started_flag = False
 
     def started(self, value: Any = None) -> None:
         self.started_flag = True
         self.task_status.started(value)
-
-
-class _Burst:
-    """The children of one :meth:`Supervisor.start_children`, starting side by side: who has
-    reported, and the errors of those that failed before they started."""
-
-    def __init__(self) -> None:
-        self.waiting = 0
-        self.errors: dict[_Incarnation, BaseException] = {}
-        self._members: list[_BurstMember] = []
-        self._all = trio.Event()
-
-    def member(self, incarnation: _Incarnation) -> _BurstMember:
-        member = _BurstMember(self, incarnation)
-        self._members.append(member)
-        self.waiting += 1
-        return member
-
-    @property
-    def done(self) -> bool:
-        return self.waiting == 0
-
-    async def wait(self) -> None:
-        if self.waiting:
-            await self._all.wait()
-
-    def cancel(self) -> None:
-        """Stop every child that has not reported yet."""
-        for member in self._members:
-            if not member.reported:
-                member.incarnation.scope.cancel()
-
-    def _report(self, member: _BurstMember, error: BaseException | None) -> None:
-        if member.reported:
-            return
-        member.reported = True
-        if error is not None:
-            self.errors[member.incarnation] = error
-        self.waiting -= 1
-        if not self.waiting:
-            self._all.set()
-
-
-class _BurstMember:
-    """One child's ``task_status`` in a burst."""
-
-    __slots__ = ("burst", "incarnation", "reported")
-
-    def __init__(self, burst: _Burst, incarnation: _Incarnation) -> None:
-        self.burst = burst
-        self.incarnation = incarnation
-        self.reported = False
-
-    def started(self, value: Any = None) -> None:
-        self.burst._report(self, None)
-
-    def failed(self, error: BaseException) -> None:
-        self.burst._report(self, error)
 
 
 class Supervisor:
@@ -370,60 +312,6 @@ class Supervisor:
                 self._forget(child)
                 raise
             return child.ref if child.ref is not None else instance
-
-    async def start_children(self, specs: Iterable[ChildSpec]) -> list[ActorRef | Runnable | Exception]:
-        """Add and start many children at once: OTP's ``simple_one_for_one`` use, a burst of
-        temporary workers (a thousand task runs due at one instant).
-
-        Returns, in ``specs`` order, each child's ref (actors) or runnable, or the exception that
-        kept it from starting (that child is not added). The burst holds the lock once, and its
-        children start side by side, each in its own task without trio's start handshake, so a
-        thousand start in a few turns of the event loop rather than in a thousand, as a loop
-        over :meth:`start_child` would.
-
-        Raises:
-            SupervisorStoppedError: the supervisor is stopping or not running (nothing started).
-        """
-        specs = list(specs)
-        results: list[ActorRef | Runnable | Exception] = []
-        if not specs:
-            return results
-        async with self._lock:
-            self._check_running(specs[0].name)
-            assert self._nursery is not None
-            burst = _Burst()
-            started: list[tuple[int, _Child, _Incarnation]] = []
-            for spec in specs:
-                try:
-                    child = self._add(spec)
-                    incarnation = self._incarnate(child)
-                except Exception as exc:  # a duplicate name, a failing factory: this child only
-                    results.append(exc)
-                    continue
-                results.append(incarnation.instance)
-                started.append((len(results) - 1, child, incarnation))
-                self._nursery.start_soon(self._supervise, child, incarnation, burst.member(incarnation))
-            try:
-                await burst.wait()
-            finally:
-                # Cancelled while children start (the caller gave up): stop the ones still
-                # starting, and wait for each to end or report, so that none is half-added.
-                with trio.CancelScope(shield=True):
-                    if not burst.done:
-                        burst.cancel()
-                        await burst.wait()
-                for index, child, incarnation in started:
-                    error = burst.errors.get(incarnation)
-                    if error is not None:
-                        self._not_started(child, incarnation, error)
-                        self._forget(child)
-                        results[index] = error
-                    else:
-                        if not incarnation.done.is_set():  # else it ended at once: _exited took over
-                            child.started_at = utcnow()
-                            self._set_status(child, ChildStatus.RUNNING)
-                        results[index] = child.ref if child.ref is not None else incarnation.instance
-        return results
 
     async def terminate_child(self, name: str) -> None:
         """Stop a child and keep its spec; it stays ``stopped`` until restarted.
@@ -558,8 +446,9 @@ class Supervisor:
             return self.shutdown_timeout
         return sum(child.spec.shutdown for child in self._children.values()) + 1.0
 
-    def _incarnate(self, child: _Child) -> _Incarnation:
-        """Make the child's next incarnation (its factory, its mailbox and ref), status starting."""
+    async def _start(self, child: _Child, *, initial: bool) -> Runnable:
+        """Start one child and wait until it reports ready; returns its runnable. Caller holds the lock."""
+        assert self._nursery is not None, "a supervisor starts children only while running"
         instance = child.spec.factory()
         child.kind = type(instance).__name__
         if isinstance(instance, Actor):
@@ -586,24 +475,13 @@ class Supervisor:
             )
             log.error("%s: %s", self.name, reason)
         self._set_status(child, ChildStatus.STARTING, reason)
-        return incarnation
-
-    def _not_started(self, child: _Child, incarnation: _Incarnation, exc: BaseException) -> None:
-        """Record that an incarnation failed before it reported started."""
-        if child.current is incarnation:
-            child.current = None
-        child.last_error = _describe(exc)
-        self._set_status(child, ChildStatus.STOPPED, child.last_error)
-
-    async def _start(self, child: _Child, *, initial: bool) -> Runnable:
-        """Start one child and wait until it reports ready; returns its runnable. Caller holds the lock."""
-        assert self._nursery is not None, "a supervisor starts children only while running"
-        incarnation = self._incarnate(child)
-        instance = incarnation.instance
         try:
             await self._nursery.start(self._supervise, child, incarnation)
         except Exception as exc:
-            self._not_started(child, incarnation, exc)
+            if child.current is incarnation:
+                child.current = None
+            child.last_error = _describe(exc)
+            self._set_status(child, ChildStatus.STOPPED, child.last_error)
             if initial:
                 raise
             # A restart that fails to start counts as another crash.
@@ -616,10 +494,8 @@ class Supervisor:
         return instance
 
     async def _supervise(
-        self, child: _Child, incarnation: _Incarnation, task_status: trio.TaskStatus[Any] | _BurstMember
+        self, child: _Child, incarnation: _Incarnation, *, task_status: trio.TaskStatus[Any]
     ) -> None:
-        """Run one incarnation until it ends; ``task_status`` is trio's (``nursery.start``: a
-        failure before started is raised to the starter) or a burst's (it is reported there)."""
         status = _StartStatus(task_status)
         scope = incarnation.scope
         error: BaseException | None = None
@@ -629,17 +505,10 @@ class Supervisor:
                     await incarnation.instance.run(task_status=status)
                 except Exception as exc:
                     if not status.started_flag:
-                        if not isinstance(task_status, _BurstMember):
-                            raise  # nursery.start() hands it to _start
-                        task_status.failed(exc)
-                        return
+                        raise  # nursery.start() hands it to _start
                     error = exc
-            if not status.started_flag:
-                if isinstance(task_status, _BurstMember):
-                    task_status.failed(SupervisorStoppedError(f"{child.name} was stopped before it started"))
-                    return
-                if not scope.cancelled_caught:
-                    raise RuntimeError(f"{child.name} returned before reporting that it started")
+            if not status.started_flag and not scope.cancelled_caught:
+                raise RuntimeError(f"{child.name} returned before reporting that it started")
         finally:
             # Only this incarnation's own state: a newer one may run by now.
             if child.current is incarnation:
@@ -648,8 +517,6 @@ class Supervisor:
             if incarnation in child.abandoned:
                 child.abandoned.remove(incarnation)
                 log.warning("%s: an abandoned incarnation of %s has ended at last", self.name, child.name)
-            if isinstance(task_status, _BurstMember) and not status.started_flag:
-                task_status.failed(RuntimeError(f"{child.name} ended before reporting that it started"))
         if scope.cancel_called:  # it was being stopped: that is no exit of its own
             if error is not None:
                 log.warning("%s: %s failed while stopping: %s", self.name, child.name, _describe(error))
