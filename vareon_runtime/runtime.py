@@ -27,9 +27,28 @@ from .registry import Registry
 from .store import Store
 from .supervisor import Backoff, ChildSpec, Supervisor
 
-__all__ = ["Runtime", "run_until_signal", "store_for"]
+__all__ = ["GC_YOUNG_THRESHOLD", "Runtime", "run_until_signal", "settle_collector", "store_for"]
 
 log = logging.getLogger("vareon.runtime")
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations of container objects between two young collections (CPython's default is 700)."""
+
+
+def settle_collector() -> None:
+    """Tune CPython's cyclic collector for a long-running runtime, once boot is done.
+
+    Everything boot made lives as long as the process: :func:`gc.freeze` moves it out of the
+    collector's sight, so collections under load stop re-walking it. Young collections are made
+    rarer (:data:`GC_YOUNG_THRESHOLD`), so that a burst of short-lived objects (ten thousand task
+    runs due on one minute, a flood of requests) is not interrupted by hundreds of collections,
+    each of which also walks everything still alive from the burst
+    (docs/decisions/0008-gc-freeze-after-boot.md).
+    """
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:  # 0: the collector is off; leave it so
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def store_for(config: Config) -> Store:
@@ -108,10 +127,7 @@ class Runtime:
                         "runtime %s %s started: %d modules, data in %s",
                         config.runtime.name, __version__, len(components), data_dir,
                     )
-                    # Everything boot made lives as long as the runtime: move it out of the
-                    # collector's sight so collections under load stop re-walking it
-                    # (docs/decisions/0008-gc-freeze-after-boot.md).
-                    gc.freeze()
+                    settle_collector()
                     task_status.started(self)
                     await self._stop.wait()
                     log.info("stopping")
