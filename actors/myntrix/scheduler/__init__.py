@@ -28,7 +28,7 @@ from actors.myntrix.scheduler.messages import UnscheduleTask as UnscheduleTask
 from actors.myntrix.scheduler.models import ScheduledTaskRecord as ScheduledTaskRecord
 from actors.myntrix.scheduler.models import TaskRunRecord as TaskRunRecord
 from actors.myntrix.scheduler.run import RunControl as RunControl
-from actors.myntrix.scheduler.run import TaskRunActor as TaskRunActor
+from actors.myntrix.scheduler.run import RunWorker as RunWorker
 from actors.myntrix.scheduler.run import run_topic as run_topic
 from actors.myntrix.scheduler.runs import Runs as Runs
 from actors.myntrix.scheduler.scheduler import TaskScheduler as TaskScheduler
@@ -61,6 +61,7 @@ __all__ = [
     "RunControl",
     "RunStatus",
     "RunTrigger",
+    "RunWorker",
     "Runs",
     "ScheduleTask",
     "ScheduledTaskRecord",
@@ -71,7 +72,6 @@ __all__ = [
     "TaskCreate",
     "TaskPage",
     "TaskRun",
-    "TaskRunActor",
     "TaskRunPage",
     "TaskRunRecord",
     "TaskScheduler",

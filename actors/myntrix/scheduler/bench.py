@@ -8,10 +8,11 @@ their CPU is separable (one after the other, so they do not compete for the core
   action is a bench-only kind, ``bench``, in a private
   :class:`~actors.myntrix.scheduler.actions.ActionRegistry` handed to the module (the plug-in
   point; the runtime's ``ACTIONS`` is untouched). It notes the wall time and returns. The full
-  run path is measured: each run is a child actor that starts its action at once while its
-  ``task_runs`` row and its ``jobs`` entry are written in the background (committed in groups
-  with the other runs'), and writes its final status once the action has ended and the row is
-  in.
+  run path is measured: each run is a supervised child (a worker of the ``task-runs`` dynamic
+  supervisor) that starts its action at once while its ``task_runs`` row and its ``jobs`` entry
+  are written in the background (committed in batches with the other runs'), and notes its
+  final status once the action has ended. The process is tuned as the runtime tunes its own
+  once booted (:func:`~vareon_runtime.runtime.settle_collector`), before the tasks are created.
 - **apscheduler**: a ``BackgroundScheduler`` (memory job store, its default thread pool of 10)
   with the same jobs (``CronTrigger``), ``misfire_grace_time=None`` so that no late run is
   dropped; the job notes the wall time. It persists nothing.
@@ -70,6 +71,7 @@ def _vareon(count: int, idle: float, data: Path) -> dict[str, Any]:
 
     from vareon_runtime.bus import EventBus
     from vareon_runtime.registry import Registry
+    from vareon_runtime.runtime import settle_collector
     from vareon_runtime.store import Store
     from vareon_runtime.supervisor import ChildSpec, Supervisor
 
@@ -108,6 +110,7 @@ def _vareon(count: int, idle: float, data: Path) -> dict[str, Any]:
 
             root = Supervisor("root", [ChildSpec("scheduler", factory, shutdown=120.0)], registry=registry, bus=bus)
             await nursery.start(root.run)
+            settle_collector()  # as Runtime.run does once its root supervisor has started
             tasks = await tasks_of(registry)
             _, first, second = _plan(idle)
             minute_a, minute_b = int(first // 60 % 60), int(second // 60 % 60)

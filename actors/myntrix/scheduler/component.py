@@ -8,8 +8,9 @@ Myntrix, whose ``jobs`` table and agents its runs use), registered as ``schedule
 Starting, it marks the runs a crashed runtime left ``running`` as ``failed`` (and their jobs),
 then runs its own supervisor (``rest_for_one``) over three children: ``run-recorder``, the
 :class:`~actors.myntrix.scheduler.recorder.RunRecorder` writing the runs' rows and jobs in
-batches, then ``task-runs``, the supervisor of the runs (each a temporary child
-``task-run/<run id>``, registered), then ``scheduler``, the
+batches, then ``task-runs``, the
+:class:`~vareon_runtime.dynamic_supervisor.DynamicSupervisor` of the runs (each a temporary
+child ``<run id>``, a :class:`~actors.myntrix.scheduler.run.RunWorker`), then ``scheduler``, the
 :class:`~actors.myntrix.scheduler.scheduler.TaskScheduler` actor. A crash of the scheduler
 restarts it alone, with its runs untouched; it reloads the tasks from the table.
 
@@ -34,6 +35,7 @@ from vareon_runtime.actor import Actor, handles
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import utcnow
 from vareon_runtime.component import Component, RuntimeContext
+from vareon_runtime.dynamic_supervisor import DynamicSupervisor
 from vareon_runtime.errors import VareonError
 from vareon_runtime.registry import Registry
 from vareon_runtime.store import Store
@@ -67,7 +69,7 @@ class SchedulerModule(Actor):
     """The scheduler module: the runs supervisor, the scheduler actor, the :class:`Tasks` face.
 
     Args:
-        store, bus, registry: the runtime's (runs register as ``task-run/<run id>``).
+        store, bus, registry: the runtime's.
         settings: the module's tunables.
         actions: the action kinds (the runtime's :data:`ACTIONS` unless a test or the
             benchmark passes its own registry).
@@ -89,7 +91,7 @@ class SchedulerModule(Actor):
         self.store = store
         self.registry = registry
         self.now = now
-        self.runs_supervisor = self._new_runs_supervisor(registry, bus)
+        self.runs_supervisor = DynamicSupervisor("task-runs", shutdown=self.settings.shutdown_timeout)
         self.recorder = RunRecorder(store, keep=self.settings.runs_keep)
         self.runs = Runs(
             store,
@@ -103,9 +105,9 @@ class SchedulerModule(Actor):
             supervisor=lambda: self.runs_supervisor,
         )
 
-        def runs_supervisor() -> Supervisor:
+        def runs_supervisor() -> DynamicSupervisor:
             # A fresh supervisor per (re)start; Runs finds the current one.
-            self.runs_supervisor = self._new_runs_supervisor(registry, bus)
+            self.runs_supervisor = DynamicSupervisor("task-runs", shutdown=self.settings.shutdown_timeout)
             return self.runs_supervisor
 
         self.supervisor = Supervisor(
@@ -124,15 +126,6 @@ class SchedulerModule(Actor):
             shutdown_timeout=self.settings.shutdown_timeout + self.recorder.stop_timeout + 5.0,
         )
         self.tasks: Tasks | None = None
-
-    def _new_runs_supervisor(self, registry: Registry, bus: EventBus) -> Supervisor:
-        return Supervisor(
-            "task-runs",
-            max_restarts=None,  # runs are temporary children: nothing to give up on
-            registry=registry,
-            bus=bus,
-            shutdown_timeout=self.settings.shutdown_timeout,
-        )
 
     async def on_start(self) -> None:
         await self._recover()
@@ -189,25 +182,20 @@ class SchedulerModule(Actor):
             with shield:
                 await supervisor.run(task_status=task_status)
 
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(supervise)
-                shield.shield = True
-                task_status.started()
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    with trio.CancelScope(shield=True) as scope:
-                        scope.deadline = trio.current_time() + self.settings.shutdown_timeout
-                        try:
-                            await self._stop_runs()
-                        finally:
-                            await supervisor.stop()  # also when the runs took the whole budget
-                    shield.shield = False  # a supervisor that overruns it is cancelled
-        finally:
-            for name in list(self.registry):
-                if name.startswith("task-run/"):
-                    self.registry.unregister(name)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervise)
+            shield.shield = True
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + self.settings.shutdown_timeout
+                    try:
+                        await self._stop_runs()
+                    finally:
+                        await supervisor.stop()  # also when the runs took the whole budget
+                shield.shield = False  # a supervisor that overruns it is cancelled
 
     async def _stop_runs(self) -> None:
         runs = self.runs

@@ -14,8 +14,8 @@ instant queue four thousand of them behind each other. Here:
   one store write: Core ``executemany`` inserts of the new rows and jobs, and ``executemany``
   updates of the ones already written. A run that ended before its start was written is
   inserted as it ended: one row and one job instead of four writes.
-- **Runs first.** While the scheduler starts a burst of runs (:meth:`hold`), writing waits (at
-  most ``burst_hold`` seconds): the runs start on time, what they did is written right after.
+- **Runs first.** The scheduler starts every run due at one instant in one synchronous sweep,
+  so the first write of them comes after they have all started.
 - **Pruning by count.** The recorder knows how many rows each task has (counted once, then kept
   up to date) and prunes a task beyond its ``keep`` newest runs in the same transaction, so a
   burst of ten thousand first runs does not pay ten thousand pruning queries.
@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +117,6 @@ class RunRecorder:
         store: the runtime's store.
         keep: runs kept per task (the newest).
         flush_interval: seconds between the first note and its write.
-        burst_hold: the longest writing waits for a burst of runs to start, seconds.
         batch_max: the most notes one write takes.
         stop_timeout: seconds a stop may spend writing what is noted.
     """
@@ -130,7 +127,6 @@ class RunRecorder:
         *,
         keep: int,
         flush_interval: float = 0.05,
-        burst_hold: float = 2.0,
         batch_max: int = 4096,
         stop_timeout: float = 10.0,
     ) -> None:
@@ -139,14 +135,10 @@ class RunRecorder:
         self.store = store
         self.keep = keep
         self.flush_interval = flush_interval
-        self.burst_hold = burst_hold
         self.batch_max = batch_max
         self.stop_timeout = stop_timeout
         self._queue: list[RunNote] = []
         self._wakeup = trio.Event()
-        self._holds = 0
-        self._released = trio.Event()
-        self._released.set()
         self._counts: dict[str, int] = {}  # task id -> rows in task_runs, once known
         self.stats = {"writes": 0, "rows": 0, "given_up": 0}
 
@@ -181,19 +173,6 @@ class RunRecorder:
             self._queue.append(note)
             self._wakeup.set()
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Hold writing back while a burst of runs starts (at most ``burst_hold`` seconds)."""
-        self._holds += 1
-        if self._holds == 1:
-            self._released = trio.Event()
-        try:
-            yield
-        finally:
-            self._holds -= 1
-            if not self._holds:
-                self._released.set()
-
     @property
     def pending(self) -> int:
         """Notes waiting to be written."""
@@ -212,9 +191,6 @@ class RunRecorder:
                     continue
                 if len(self._queue) < self.batch_max:
                     await trio.sleep(self.flush_interval)
-                if self._holds:
-                    with trio.move_on_after(self.burst_hold):
-                        await self._released.wait()
                 await self._write_batch()
         finally:
             with trio.CancelScope(shield=True) as scope:

@@ -1,23 +1,30 @@
-"""One run of a task: :class:`TaskRunActor`, a temporary child actor ``task-run/<run id>`` of the
-``task-runs`` supervisor, with its :class:`RunControl` (how others follow and stop it) and its
-:class:`RunLog`. Runs are booked and started by :class:`~actors.myntrix.scheduler.runs.Runs`.
+"""One run of a task: :class:`RunWorker`, a temporary child ``<run id>`` of the module's
+``task-runs`` :class:`~vareon_runtime.dynamic_supervisor.DynamicSupervisor`, with its
+:class:`RunControl` (how others follow and stop it) and its :class:`RunLog`. Runs are booked and
+started by :class:`~actors.myntrix.scheduler.runs.Runs`.
 
-A :class:`TaskRunActor` reports started at once and does its work in the background, so that a
-burst of runs due at one instant starts side by side (see ``Supervisor.start_children``):
+A run takes no messages, so it is a worker process in OTP's sense rather than a mailbox
+:class:`~vareon_runtime.actor.Actor`: it is stopped by cancellation (:meth:`RunControl.cancel`
+with a reason, or its supervisor stopping), which costs a trio task per run instead of a
+mailbox, a registry entry and three tasks, so ten thousand runs due at one instant start in one
+sweep (docs/decisions/0017-runs-as-workers.md). A run:
 
-1. starting, notes its ``task_runs`` row (``running``) and its ``jobs`` entry (type
-   ``task.run``) with the module's :class:`~actors.myntrix.scheduler.recorder.RunRecorder`,
-   which writes them in batches: the action does not wait for the database (a manual run is
-   answered once its row is written);
+1. is noted as it is started (:meth:`RunWorker.note_start`, synchronously, by
+   :meth:`~actors.myntrix.scheduler.runs.Runs.start`): its ``task_runs`` row (``running``) and
+   its ``jobs`` entry (type ``task.run``) go to the module's
+   :class:`~actors.myntrix.scheduler.recorder.RunRecorder`, which writes them in batches: the
+   action does not wait for the database (a manual run is answered once its row is written);
 2. publishes ``task.<id>.run`` ``started`` on the bus (each log line goes to ``task.<id>.log``);
 3. runs the action under the task's timeout: a timeout cancels it (status ``timeout``), as does
    :meth:`RunControl.cancel` (``cancelled``: the task was deleted, the runtime is stopping). The
    action cleans up (kills its process group) before it returns;
 4. notes the final status, the log's tail, exit code or HTTP status and the error, and the job's
-   end; once they are written, publishes ``finished``.
+   end; once they are written, publishes ``finished``. Noting is synchronous, so a stop arriving
+   at any point loses nothing: a run cancelled from outside notes ``cancelled`` on its way out,
+   and the recorder, stopped after the runs, writes what is noted.
 
 Nothing an action does can crash the scheduler: an exception from it (a bug) ends the run as
-``failed`` with the error's class and message, and the run actor ends normally.
+``failed`` with the error's class and message, and the worker ends normally.
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from pydantic import BaseModel
-from vareon_runtime.actor import Actor
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import isoformat
 from vareon_runtime.errors import NotFoundError, ServiceError
@@ -46,14 +52,13 @@ from .schemas import RunStatus, RunTrigger, TaskRun
 if TYPE_CHECKING:
     from .runs import Runs
 
-__all__ = ["JOB_TYPE", "RunControl", "RunLog", "TaskRunActor", "log_topic", "run_topic"]
+__all__ = ["JOB_TYPE", "RunControl", "RunLog", "RunWorker", "log_topic", "run_topic"]
 
 log = logging.getLogger("vareon.myntrix.scheduler.run")
 
 JOB_TYPE = "task.run"
 """The ``jobs.type`` of a task run."""
 
-_FINISH_BUDGET = 3600.0  # seconds the final writes get at most, shielded (see _run)
 
 
 def run_topic(task_id: str) -> str:
@@ -110,8 +115,8 @@ class RunControl:
     user: str | None = None
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     done: trio.Event = field(default_factory=trio.Event)
-    # Set once the run actor has started: its rows on their way to the database, and the run
-    # as it started (status running).
+    # Set as the run is started: its rows on their way to the database, and (a manual run) the
+    # run as it started (status running).
     record: RunNote | None = None
     started: TaskRun | None = None
     error: BaseException | None = None
@@ -130,21 +135,17 @@ class RunControl:
             self._scope.cancel()
 
 
-class TaskRunActor(Actor):
+class RunWorker:
     """One run of a task (see the module docstring)."""
 
     def __init__(self, runs: Runs, control: RunControl) -> None:
-        super().__init__()
         self.runs = runs
         self.control = control
         self.log = RunLog(runs.settings.log_max, runs.bus, control.task_id, control.run_id)
         self.start = runs.now()  # when the run started
+        self.end = self.start  # when it ended, once it has
 
-    async def on_start(self) -> None:
-        self._note_start()
-        self.nursery.start_soon(self._execute)
-
-    def _note_start(self) -> None:
+    def note_start(self) -> RunNote:
         """Note the ``running`` row and the job with the recorder (written in its next batch)."""
         runs, control, spec = self.runs, self.control, self.control.spec
         if control.note:
@@ -172,21 +173,14 @@ class TaskRunActor(Actor):
         control.record = runs.recorder.started(row, job)
         if control.trigger is RunTrigger.MANUAL:
             control.started = TaskRun.model_validate(control.record.row)
+        return control.record
 
-    async def _execute(self) -> None:
-        control = self.control
+    async def run(self) -> None:
+        """Run the action and record how it ended; a bug of ours here is the supervisor's to log."""
         try:
             await self._run()
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                # A bug of ours (the action's own errors are caught in _run): the run is lost,
-                # the scheduler lives on.
-                log.exception("task %s: run %s failed in the runtime", control.task_id, control.run_id)
-            if not isinstance(exc, Exception):
-                raise
         finally:
-            self.runs.release(control)
-            self.stop()
+            self.runs.release(self.control)
 
     async def _run(self) -> None:
         runs, control, spec = self.runs, self.control, self.control.spec
@@ -204,18 +198,11 @@ class TaskRunActor(Actor):
         try:
             status, outcome = await self._act()
         except BaseException:
-            # Cancelled from outside (the supervisor stopping the run): record it, then go.
-            with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + _FINISH_BUDGET
-                stopped = ActionOutcome(ok=False, error="the runtime stopped while the task ran")
-                await self._finish(RunStatus.CANCELLED, stopped)
+            # Cancelled from outside (the runtime stopping): note how it ended, then go.
+            self._note_end(RunStatus.CANCELLED, ActionOutcome(ok=False, error="the runtime stopped while the task ran"))
             raise
-        # Shielded: a stop arriving now must not drop the final write. The long bound only keeps
-        # a wedged store from holding the run forever (a short one would be jumped over by a
-        # test's simulated clock while a commit is in flight, and drop the write).
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + _FINISH_BUDGET
-            await self._finish(status, outcome)
+        self._note_end(status, outcome)
+        await self._report(status, outcome)
 
     async def _act(self) -> tuple[RunStatus, ActionOutcome]:
         """Run the action under the timeout; never raises but for a cancellation from outside."""
@@ -256,31 +243,37 @@ class TaskRunActor(Actor):
             return RunStatus.FAILED, ActionOutcome(ok=False, error=error)
         return (RunStatus.SUCCEEDED if outcome.ok else RunStatus.FAILED), outcome
 
-    async def _finish(self, status: RunStatus, outcome: ActionOutcome) -> None:
-        """Note the final row and the job's end; once written, publish ``finished``."""
-        runs, control, spec = self.runs, self.control, self.control.spec
+    def _note_end(self, status: RunStatus, outcome: ActionOutcome) -> None:
+        """Note the final row and the job's end with the recorder."""
+        control = self.control
         record = control.record
-        assert record is not None, "noted when the actor started"
-        start = self.start
-        end = runs.now()
+        assert record is not None, "noted when the run was started"
+        self.end = self.runs.now()
         error = outcome.error if status is not RunStatus.SUCCEEDED else None
-        run_id = control.run_id
-        summary = f"run {run_id} {status.value}" + (f": {error}" if error else "")
+        summary = f"run {control.run_id} {status.value}" + (f": {error}" if error else "")
         changes = {
-            "end_time": end,
+            "end_time": self.end,
             "status": status.value,
             "exit_code": outcome.exit_code,
             "http_status": outcome.http_status,
             "error": error,
             "logs": self.log.text,
         }
-        runs.recorder.finished(
+        self.runs.recorder.finished(
             record, changes, ok=status is RunStatus.SUCCEEDED, job_log=summary[:4096], job_details={"status": status.value}
         )
+
+    async def _report(self, status: RunStatus, outcome: ActionOutcome) -> None:
+        """Once the end is written, log it and publish ``finished``."""
+        runs, control, spec = self.runs, self.control, self.control.spec
+        record = control.record
+        assert record is not None, "noted when the run was started"
         await record.written.wait()
+        run_id = control.run_id
         if record.error is not None and not isinstance(record.error, NotFoundError):  # not: deleted meanwhile
             log.error("task %s: run %s ended %s but could not be recorded: %s", spec.id, run_id, status.value, record.error)
-        seconds = (end - start).total_seconds()
+        error = outcome.error if status is not RunStatus.SUCCEEDED else None
+        seconds = (self.end - self.start).total_seconds()
         log.info("task %s (%s): run %s %s in %.3fs", spec.id, spec.name, run_id, status.value, seconds)
         runs.bus.publish(
             run_topic(spec.id),

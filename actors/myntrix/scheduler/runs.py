@@ -1,12 +1,12 @@
 """``Runs``: the book of a scheduler module's live runs, and starting, skipping and cancelling them.
 
 The scheduler actor and the :class:`~actors.myntrix.scheduler.tasks.Tasks` face start runs
-through it. Starting is two steps so that the overlap check cannot race: :meth:`Runs.reserve`
-(synchronous: checks the overlap policy against the runs in the book and books the new one) and
-:meth:`Runs.start` (adds the child ``task-run/<run id>``, a
-:class:`~actors.myntrix.scheduler.run.TaskRunActor`, to the ``task-runs`` supervisor), or
-:meth:`Runs.start_burst` for the runs due at one instant (they start side by side, and the
-recorder holds its writes until they have). A fire time that does not run (overlap, misfire) is
+through it, in two synchronous steps: :meth:`Runs.reserve` checks the overlap policy against
+the runs in the book and books the new one, :meth:`Runs.start` adds it as the child
+``<run id>``, a :class:`~actors.myntrix.scheduler.run.RunWorker`, to the ``task-runs``
+:class:`~vareon_runtime.dynamic_supervisor.DynamicSupervisor` and notes its start with the
+recorder. Neither waits, so the runs due at one instant all start in the scheduler's one sweep,
+before the recorder writes any of them. A fire time that does not run (overlap, misfire) is
 recorded by :meth:`Runs.skip`; :meth:`Runs.cancel` stops runs (the task was deleted, the runtime
 is stopping). Rows are written by the module's
 :class:`~actors.myntrix.scheduler.recorder.RunRecorder`.
@@ -23,17 +23,17 @@ import trio
 
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import isoformat
+from vareon_runtime.dynamic_supervisor import DynamicSupervisor
 from vareon_runtime.errors import NotFoundError, UnavailableError, VareonError
 from vareon_runtime.registry import Registry
 from vareon_runtime.store import Store
-from vareon_runtime.supervisor import ChildSpec, Restart, Supervisor
 
 from ..jobs import Jobs
 from .actions import ActionRegistry
 from .errors import TaskBusyError
 from .messages import TaskSpec
 from .recorder import RunRecorder
-from .run import RunControl, TaskRunActor, run_topic
+from .run import RunControl, RunWorker, run_topic
 from .schemas import Overlap, RunStatus, RunTrigger, TaskRun
 from .settings import SchedulerSettings
 
@@ -52,7 +52,8 @@ class Runs:
         actions: the action kinds (the global registry, or a private one in tests and benches).
         settings: the module's tunables.
         now: wall-clock time for the records.
-        supervisor: the ``task-runs`` supervisor, a callable as it is replaced on restart.
+        supervisor: the ``task-runs`` supervisor of the runs, a callable as it is replaced on
+            restart.
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class Runs:
         *,
         settings: SchedulerSettings,
         now: Callable[[], datetime],
-        supervisor: Callable[[], Supervisor],
+        supervisor: Callable[[], DynamicSupervisor],
     ) -> None:
         self.store = store
         self.bus = bus
@@ -107,7 +108,7 @@ class Runs:
 
     def release(self, control: RunControl) -> None:
         """Take an ended (or never started) run out of the book and set its events; the run
-        actor calls it last."""
+        worker calls it last."""
         runs = self._live.get(control.task_id)
         if runs is not None:
             runs.pop(control.run_id, None)
@@ -115,45 +116,21 @@ class Runs:
                 del self._live[control.task_id]
         control.done.set()
 
-    def _child(self, control: RunControl) -> ChildSpec:
-        return ChildSpec(
-            f"task-run/{control.run_id}",
-            lambda: TaskRunActor(self, control),
-            restart=Restart.TEMPORARY,
-            shutdown=self.settings.run_shutdown,
-        )
-
-    async def start(self, control: RunControl) -> None:
-        """Start the booked run as a child ``task-run/<run id>``; on failure the booking is released."""
-        try:
-            await self.supervisor().start_child(self._child(control))
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                log.error("task %s: run %s could not start: %r", control.task_id, control.run_id, exc)
-                control.error = exc
-            self.release(control)
-            raise
-
-    async def start_burst(self, controls: list[RunControl]) -> None:
-        """Start booked runs side by side (the runs due at one instant), holding the recorder's
-        writes back meanwhile; a run that cannot start is logged and its booking released.
+    def start(self, control: RunControl) -> None:
+        """Start the booked run as the child ``<run id>`` and note its start with the recorder;
+        on failure the booking is released.
 
         Raises:
-            SupervisorStoppedError: the ``task-runs`` supervisor is stopping (no run started).
+            SupervisorStoppedError: the ``task-runs`` supervisor is stopping (the module is).
         """
-        with self.recorder.hold():
-            try:
-                results = await self.supervisor().start_children([self._child(control) for control in controls])
-            except BaseException:
-                for control in controls:
-                    if control.record is None:  # its actor never started
-                        self.release(control)
-                raise
-        for control, result in zip(controls, results, strict=True):
-            if isinstance(result, Exception):
-                log.error("task %s: run %s could not start: %r", control.task_id, control.run_id, result)
-                control.error = result
-                self.release(control)
+        worker = RunWorker(self, control)
+        try:
+            self.supervisor().start_child(control.run_id, worker)
+        except VareonError as exc:
+            control.error = exc
+            self.release(control)
+            raise
+        worker.note_start()
 
     async def run_now(self, spec: TaskSpec, *, user: str | None = None) -> TaskRun:
         """Start a manual run and answer it as recorded (status running).
@@ -173,11 +150,11 @@ class Runs:
                 details={"taskId": spec.id, "runId": busy[0].run_id if busy else None},
             )
         try:
-            await self.start(control)
+            self.start(control)
         except VareonError as exc:
             raise UnavailableError(f"the run of task {spec.name!r} could not start: {exc}") from exc
         record = control.record
-        assert record is not None and control.started is not None, "noted as the run actor started"
+        assert record is not None and control.started is not None, "noted as the run was started"
         # No deadline: the recorder sets `inserted` on every path (written, given up, stopped).
         await record.inserted.wait()
         if record.error is not None:

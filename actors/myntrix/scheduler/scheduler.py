@@ -53,17 +53,13 @@ from vareon_runtime.store import Store
 from .cron import CronSchedule, parse_cron
 from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
 from .models import ScheduledTaskRecord
-from .run import RunControl
 from .runs import Runs
 from .schemas import MisfirePolicy, RunTrigger
 from .settings import SchedulerSettings
 
-__all__ = ["BURST", "TaskScheduler", "load_tasks", "schedule_of", "spec_from_record"]
+__all__ = ["TaskScheduler", "load_tasks", "schedule_of", "spec_from_record"]
 
 log = logging.getLogger("vareon.myntrix.scheduler")
-
-BURST = 256
-"""Runs due together that are started side by side at a time (see ``_fire_due``)."""
 
 
 @lru_cache(maxsize=4096)
@@ -146,7 +142,6 @@ class TaskScheduler(Actor):
         self._seq = itertools.count()
         self._sleep: trio.CancelScope | None = None
         self._handled: dict[str, datetime] = {}
-        self._booked: list[RunControl] = []  # booked by this pass, not yet handed to start_burst
         self.wakes = 0  # how often the clock loop woke up (a test counts them: no polling)
 
     # ------------------------------------------------------------------ lifecycle
@@ -251,8 +246,9 @@ class TaskScheduler(Actor):
     def _fire_due(self, wall: datetime, on_time_until: datetime | None) -> None:
         """Run (or skip, by policy) every task whose next fire time is at or before ``wall``.
 
-        The runs start in bursts of :data:`BURST` side by side, each handed over as soon as it
-        is full, so the first runs of ten thousand due together start while the rest are booked.
+        One synchronous sweep: each run is started as it is popped (a trio task, no waiting),
+        so every run due at this instant starts before anything else, the recorder's writes
+        included, takes the loop.
         """
         heap = self._heap
         while heap and heap[0][0] <= wall:
@@ -276,15 +272,15 @@ class TaskScheduler(Actor):
             entry.next_fire = following
             entry.version = next(self._seq)
             heapq.heappush(heap, (following, entry.version, task_id, entry.version))
-        self._start_booked()
 
     def _fire(self, entry: _Entry, scheduled_for: datetime, note: str | None) -> None:
         spec = entry.spec
         control = self.runs.reserve(spec, RunTrigger.CRON, scheduled_for, note=note)
         if control is not None:
-            self._booked.append(control)
-            if len(self._booked) >= BURST:
-                self._start_booked()
+            try:
+                self.runs.start(control)
+            except VareonError as exc:  # the runs supervisor is stopping: so is the module
+                log.warning("task %s (%s): the run due at %s not started: %s", spec.id, spec.name, isoformat(scheduled_for), exc)
             return
         if self.runs.closing:
             return
@@ -294,17 +290,6 @@ class TaskScheduler(Actor):
             f"{isoformat(scheduled_for)}; the task's overlap policy is skip"
         )
         self.nursery.start_soon(self.runs.skip, spec, scheduled_for, reason)
-
-    def _start_booked(self) -> None:
-        if self._booked:
-            booked, self._booked = self._booked, []
-            self.nursery.start_soon(self._start_burst, booked)
-
-    async def _start_burst(self, booked: list[RunControl]) -> None:
-        try:
-            await self.runs.start_burst(booked)
-        except VareonError as exc:  # the runs supervisor is stopping: so is the module
-            log.warning("scheduler: %d runs not started: %s", len(booked), exc)
 
     def _misfire(self, entry: _Entry, first: datetime, latest: datetime, wall: datetime) -> None:
         spec = entry.spec

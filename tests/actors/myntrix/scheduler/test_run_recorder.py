@@ -1,6 +1,6 @@
 """The run recorder: runs' rows and jobs written in batches on a real SQLite store, a run that
 ends before its start is written inserted as it ended, deleted tasks, pruning, a database that
-refuses (a real trigger), the hold during a burst, and a stop that writes what was noted."""
+refuses (a real trigger), and a stop that writes what was noted."""
 
 from __future__ import annotations
 
@@ -197,23 +197,6 @@ async def test_a_refused_write_is_retried_then_given_up_waking_its_waiters(
     assert isinstance(note.error, StoreError) and "disk says no" in str(note.error)
     assert note.attempts == WRITE_ATTEMPTS and recorder.stats["given_up"] == 1
     assert len(await rows_of(sched_store, task)) == 1
-
-
-async def test_writing_waits_while_a_burst_starts_but_not_longer_than_the_hold(
-    sched_module: Module, sched_store: Store, nursery: trio.Nursery
-) -> None:
-    (task,) = await make_tasks(sched_module, 1)
-    recorder = await started_recorder(nursery, sched_store, flush_interval=0.01, burst_hold=0.5)
-    with trio.fail_after(TIMEOUT):
-        with recorder.hold():
-            note = note_run(recorder, task, 0)
-            await trio.sleep(0.1)
-            assert not note.inserted.is_set(), "nothing is written while runs are starting"
-        await note.inserted.wait()
-        with recorder.hold():
-            note = note_run(recorder, task, 1)
-            await note.inserted.wait()  # a burst that never ends holds writing back 0.5 s at most
-    assert recorder.pending == 0
 
 
 async def test_a_stop_writes_everything_noted(sched_module: Module, sched_store: Store) -> None:
