@@ -94,7 +94,6 @@ class SchedulerModule(Actor):
         self.runs_supervisor = DynamicSupervisor("task-runs", shutdown=self.settings.shutdown_timeout)
         self.recorder = RunRecorder(store, keep=self.settings.runs_keep)
         self.runs = Runs(
-            store,
             bus,
             registry,
             Jobs(store),

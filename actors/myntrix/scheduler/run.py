@@ -144,6 +144,7 @@ class RunWorker:
         self.log = RunLog(runs.settings.log_max, runs.bus, control.task_id, control.run_id)
         self.start = runs.now()  # when the run started
         self.end = self.start  # when it ended, once it has
+        self.error: str | None = None  # why it did not succeed, once it has ended
 
     def note_start(self) -> RunNote:
         """Note the ``running`` row and the job with the recorder (written in its next batch)."""
@@ -249,7 +250,7 @@ class RunWorker:
         record = control.record
         assert record is not None, "noted when the run was started"
         self.end = self.runs.now()
-        error = outcome.error if status is not RunStatus.SUCCEEDED else None
+        self.error = error = outcome.error if status is not RunStatus.SUCCEEDED else None
         summary = f"run {control.run_id} {status.value}" + (f": {error}" if error else "")
         changes = {
             "end_time": self.end,
@@ -272,7 +273,6 @@ class RunWorker:
         run_id = control.run_id
         if record.error is not None and not isinstance(record.error, NotFoundError):  # not: deleted meanwhile
             log.error("task %s: run %s ended %s but could not be recorded: %s", spec.id, run_id, status.value, record.error)
-        error = outcome.error if status is not RunStatus.SUCCEEDED else None
         seconds = (self.end - self.start).total_seconds()
         log.info("task %s (%s): run %s %s in %.3fs", spec.id, spec.name, run_id, status.value, seconds)
         runs.bus.publish(
@@ -285,7 +285,7 @@ class RunWorker:
                 "trigger": control.trigger.value,
                 "exitCode": outcome.exit_code,
                 "httpStatus": outcome.http_status,
-                "error": error,
+                "error": self.error,
                 "seconds": seconds,
             },
         )

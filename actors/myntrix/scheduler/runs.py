@@ -26,7 +26,6 @@ from vareon_runtime.clock import isoformat
 from vareon_runtime.dynamic_supervisor import DynamicSupervisor
 from vareon_runtime.errors import NotFoundError, UnavailableError, VareonError
 from vareon_runtime.registry import Registry
-from vareon_runtime.store import Store
 
 from ..jobs import Jobs
 from .actions import ActionRegistry
@@ -46,7 +45,7 @@ class Runs:
     """The runs of one scheduler module: the book of live runs, starting and cancelling them.
 
     Args:
-        store, bus, registry: the runtime's.
+        bus, registry: the runtime's.
         jobs: the jobs table (the module's recovery finishes the jobs of interrupted runs).
         recorder: where the runs' rows and jobs are written.
         actions: the action kinds (the global registry, or a private one in tests and benches).
@@ -58,7 +57,6 @@ class Runs:
 
     def __init__(
         self,
-        store: Store,
         bus: EventBus,
         registry: Registry,
         jobs: Jobs,
@@ -69,7 +67,6 @@ class Runs:
         now: Callable[[], datetime],
         supervisor: Callable[[], DynamicSupervisor],
     ) -> None:
-        self.store = store
         self.bus = bus
         self.registry = registry
         self.jobs = jobs
