@@ -5,8 +5,8 @@ Myntrix, whose ``jobs`` table and agents its runs use), registered as ``schedule
 :class:`~actors.myntrix.scheduler.messages.GetTasks` it answers the
 :class:`~actors.myntrix.scheduler.tasks.Tasks` face (see :func:`tasks_of`).
 
-Starting, it marks the runs a crashed runtime left ``running`` as ``failed`` (and their jobs),
-then runs its own supervisor (``rest_for_one``) over three children: ``run-recorder``, the
+Starting, it marks the runs a crashed runtime left ``running`` as ``failed`` (and their jobs)
+and stops the process groups their scripts left running, then runs its own supervisor (``rest_for_one``) over three children: ``run-recorder``, the
 :class:`~actors.myntrix.scheduler.recorder.RunRecorder` writing the runs' rows and jobs in
 batches, then ``task-runs``, the
 :class:`~vareon_runtime.dynamic_supervisor.DynamicSupervisor` of the runs (each a temporary
@@ -31,6 +31,8 @@ import trio
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from drivers.errors import ProcessBrokenError
+from drivers.process import reap_orphan_group
 from vareon_runtime.actor import Actor, handles
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import utcnow
@@ -144,23 +146,30 @@ class SchedulerModule(Actor):
         return self.tasks
 
     async def _recover(self) -> None:
-        """Mark the runs a crashed runtime left ``running`` as failed, and their jobs."""
+        """Mark the runs a crashed runtime left ``running`` as failed, and their jobs; stop the
+        process groups they left running (identified by pid and creation time)."""
         end = self.now()
 
-        def interrupted(session: Session) -> list[str | None]:
+        def interrupted(session: Session) -> list[tuple[str | None, int | None, float | None]]:
             rows = session.scalars(select(TaskRunRecord).where(TaskRunRecord.status == RunStatus.RUNNING.value)).all()
             for row in rows:
                 row.status = RunStatus.FAILED.value
                 row.end_time = end
                 row.error = INTERRUPTED
-            return [row.job_id for row in rows]
+            return [(row.job_id, row.pid, row.process_create_time) for row in rows]
 
-        job_ids = await self.store.write(interrupted)
-        if not job_ids:
+        left = await self.store.write(interrupted)
+        if not left:
             return
-        log.warning("scheduler: %d runs were interrupted by the last stop of the runtime; marked failed", len(job_ids))
+        log.warning("scheduler: %d runs were interrupted by the last stop of the runtime; marked failed", len(left))
         jobs = self.runs.jobs
-        for job_id in job_ids:
+        for job_id, pid, create_time in left:
+            if pid is not None:
+                try:
+                    if await reap_orphan_group(pid, create_time, timeout=self.settings.run_shutdown):
+                        log.warning("scheduler: stopped pid %d, left running by an interrupted run", pid)
+                except ProcessBrokenError as exc:
+                    log.error("scheduler: the process group of an interrupted run: %s", exc)
             if job_id is None:
                 continue
             try:

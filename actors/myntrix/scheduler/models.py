@@ -88,6 +88,10 @@ class TaskRunRecord(Base):
     logs: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Its row in jobs (not a foreign key: jobs are kept and pruned on their own terms).
     job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The process group a script run started: its leader's pid and psutil creation time, which
+    # together identify it, so the boot after a kill -9 stops what the run left running.
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    process_create_time: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     def __repr__(self) -> str:
         return f"TaskRunRecord(id={self.id!r}, task_id={self.task_id!r}, status={self.status!r})"

@@ -61,9 +61,9 @@ _IN_CHUNK = 500  # ids per IN (...) list: far below every driver's parameter lim
 # The columns of a task_runs row as noted; an executemany needs the same keys in every row.
 RUN_COLUMNS = (
     "id", "task_id", "scheduled_for", "start_time", "end_time", "status", "trigger",
-    "exit_code", "http_status", "error", "logs", "job_id",
+    "exit_code", "http_status", "error", "logs", "job_id", "pid", "process_create_time",
 )  # fmt: skip
-_RUN_CHANGES = ("end_time", "status", "exit_code", "http_status", "error", "logs")
+_RUN_CHANGES = ("end_time", "status", "exit_code", "http_status", "error", "logs", "pid", "process_create_time")
 _JOB_CHANGES = ("status", "progress", "updated_at", "logs", "details")
 
 
@@ -150,15 +150,19 @@ class RunRecorder:
         self._queue_note(note)
         return note
 
-    def finished(self, note: RunNote, changes: dict[str, Any], *, ok: bool, job_log: str, job_details: dict[str, Any]) -> None:
-        """Note how a run ended: ``changes`` to its row (status, end time, logs...); its job ends
-        ``completed`` (``ok``) or ``failed`` with ``job_log`` appended and ``job_details`` merged."""
+    def changed(self, note: RunNote, changes: dict[str, Any]) -> None:
+        """Note ``changes`` to a running run's row (the process group its action started)."""
         note.row.update(changes)
-        if note.job is not None:
-            note.job = finished_job_row(note.job, ok=ok, log=job_log, details=job_details, now=changes.get("end_time"))
         note.version += 1
         note.written = trio.Event() if note.written.is_set() else note.written
         self._queue_note(note)
+
+    def finished(self, note: RunNote, changes: dict[str, Any], *, ok: bool, job_log: str, job_details: dict[str, Any]) -> None:
+        """Note how a run ended: ``changes`` to its row (status, end time, logs...); its job ends
+        ``completed`` (``ok``) or ``failed`` with ``job_log`` appended and ``job_details`` merged."""
+        if note.job is not None:
+            note.job = finished_job_row(note.job, ok=ok, log=job_log, details=job_details, now=changes.get("end_time"))
+        self.changed(note, changes)
 
     def skipped(self, row: dict[str, Any]) -> RunNote:
         """Note a fire time that did not run: its row, already final (``skipped``, no job)."""

@@ -173,7 +173,8 @@ class RunWorker:
         }
         control.record = runs.recorder.started(row, job)
         if control.trigger is RunTrigger.MANUAL:
-            control.started = TaskRun.model_validate(control.record.row)
+            started = control.record.row
+            control.started = TaskRun.model_validate({name: started[name] for name in TaskRun.model_fields})
         return control.record
 
     async def run(self) -> None:
@@ -214,7 +215,10 @@ class RunWorker:
         except ServiceError as exc:
             self.log(f"cannot run: {exc.message}")
             return RunStatus.FAILED, ActionOutcome(ok=False, error=exc.message)
-        ctx = ActionContext(task_id=spec.id, run_id=control.run_id, registry=runs.registry, bus=runs.bus, log=self.log)
+        ctx = ActionContext(
+            task_id=spec.id, run_id=control.run_id, registry=runs.registry, bus=runs.bus, log=self.log,
+            started_process=self._started_process,
+        )  # fmt: skip
         outcome: ActionOutcome | None = None
         try:
             with trio.CancelScope() as scope:
@@ -243,6 +247,11 @@ class RunWorker:
             error = f"the {spec.action} action returned {type(outcome).__name__}, not an ActionOutcome"
             return RunStatus.FAILED, ActionOutcome(ok=False, error=error)
         return (RunStatus.SUCCEEDED if outcome.ok else RunStatus.FAILED), outcome
+
+    def _started_process(self, pid: int, create_time: float | None) -> None:
+        record = self.control.record
+        assert record is not None, "noted when the run was started"
+        self.runs.recorder.changed(record, {"pid": pid, "process_create_time": create_time})
 
     def _note_end(self, status: RunStatus, outcome: ActionOutcome) -> None:
         """Note the final row and the job's end with the recorder."""

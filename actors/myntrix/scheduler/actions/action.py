@@ -19,12 +19,15 @@ __all__ = ["Action", "ActionContext", "ActionOutcome", "ActionParameters", "Base
 
 @dataclass(frozen=True)
 class ActionContext:
-    """What one run of an action may use; built by the run actor.
+    """What one run of an action may use; built by the run's worker.
 
     Attributes:
         task_id, run_id: the task and this run.
         registry, bus: the runtime's (the ``agent`` action finds the agents face through it).
         log: appends one line to the run's captured log (bounded, never blocks).
+        started_process: notes the process group the action started (its leader's pid and
+            creation time) on the run's row, so that the boot after a kill -9 of the runtime
+            stops what the run left running; never blocks.
     """
 
     task_id: str
@@ -32,6 +35,7 @@ class ActionContext:
     registry: Registry
     bus: EventBus
     log: Callable[[str], None]
+    started_process: Callable[[int, float | None], None] = lambda pid, create_time: None
 
     def fail(self, reason: str) -> ActionOutcome:
         """Write ``reason`` to the run's log and answer a failed outcome carrying it."""

@@ -170,6 +170,7 @@ class ScriptAction(BaseAction):
         except (ProcessConfigError, ProcessBrokenError) as exc:
             ctx.log(f"could not start: {exc}")
             return ActionOutcome(ok=False, error=f"could not start the script: {exc}")
+        ctx.started_process(proc.pid, proc.create_time)
         ctx.log(f"started pid {proc.pid}: {shlex.join(params.argv)}")
         try:
             async with trio.open_nursery() as nursery:

@@ -57,7 +57,7 @@ async def test_migrations_match_the_models(database_url: str) -> None:
             store: Store = await nursery.start(Store(database_url).run)
             found = await store.read(schema)
             await store.close()
-    assert SCHEDULER_TABLES <= found["tables"] and "0001_scheduler" in found["heads"]
+    assert SCHEDULER_TABLES <= found["tables"] and "0002_scheduler_run_process" in found["heads"]
     assert found["foreign_keys"] == [("fk_task_runs_task_id_scheduled_tasks", {"ondelete": "CASCADE"})]
     assert found["diff"] == []
 
