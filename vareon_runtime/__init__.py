@@ -6,7 +6,7 @@ them (they plug in through entry points, see :mod:`vareon_runtime.component`).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 from .actor import DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT
 from .actor import Actor as Actor

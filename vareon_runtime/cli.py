@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from . import __version__
+from .version import __version__
 from .errors import VareonError
 
 if TYPE_CHECKING:

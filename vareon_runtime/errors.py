@@ -17,7 +17,8 @@ The hierarchy, named by whose fault it was::
     │   └── SupervisorStoppedError   the supervisor is stopping or stopped; it starts no children
     ├── RegistryError
     │   ├── NameTakenError           registering a name that is in use
-    │   └── NotRegisteredError       looking up a name that nobody holds
+    │   ├── NotRegisteredError       looking up a name (or a face) that nobody holds
+    │   └── DuplicateKeyError        registering a key a keyed registry already holds (a bug)
     ├── StoreError                   the database refused or failed a read or write
     │   ├── StoreClosedError         the store was closed (we closed it)
     │   └── StoreUsageError          a store function broke the contract (returned an ORM object)
@@ -26,6 +27,7 @@ The hierarchy, named by whose fault it was::
         ├── NotFoundError            (404) no such entity
         ├── ConflictError            (409) the request conflicts with current state
         ├── InvalidRequestError      (422) valid shape, breaks a rule
+        │   └── UnknownKeyError      no driver, action, step kind... has that key; names the known ones
         ├── PermissionDeniedError    (403) the caller lacks the role
         ├── TooManyRequestsError     (429) slow down; carries retry_after seconds
         ├── UnavailableError         (503) a dependency is down
@@ -50,6 +52,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DuplicateChildError",
+    "DuplicateKeyError",
     "InvalidRequestError",
     "NameTakenError",
     "NotFoundError",
@@ -66,8 +69,9 @@ __all__ = [
     "TooManyRequestsError",
     "UnavailableError",
     "UnhandledMessageError",
-    "UpstreamTimeoutError",
     "UnknownChildError",
+    "UnknownKeyError",
+    "UpstreamTimeoutError",
     "VareonError",
 ]
 
@@ -133,7 +137,11 @@ class NameTakenError(RegistryError):
 
 
 class NotRegisteredError(RegistryError, LookupError):
-    """No actor is registered under the name."""
+    """No actor is registered under the name, or no face of that type is provided."""
+
+
+class DuplicateKeyError(RegistryError, ValueError):
+    """A keyed registry already holds the key (registering twice is a bug, never a request's fault)."""
 
 
 class StoreError(VareonError):
@@ -178,6 +186,24 @@ class ConflictError(ServiceError):
 class InvalidRequestError(ServiceError):
     status = 422
     code = "invalid"
+
+
+class UnknownKeyError(InvalidRequestError, LookupError):
+    """No entry of a keyed registry has the key a request named; the message names the known ones.
+
+    ``details`` is ``{"field": ..., "key": ..., "known": [...]}`` (``field`` when the registry
+    knows which request field holds the key).
+    """
+
+    def __init__(
+        self, message: str, *, key: str, known: list[str], field: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
+        details: dict[str, Any] = {"key": key, "known": known, **(extra or {})}
+        if field is not None:
+            details = {"field": field, **details}
+        super().__init__(message, details=details)
+        self.key = key
+        self.known = known
 
 
 class PermissionDeniedError(ServiceError):

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import trio
 
-from . import __version__
+from .version import __version__
 from .bus import EventBus
-from .component import Component, ComponentFactory, RuntimeContext, discover_components
+from .component import Component, RuntimeContext, discover_components
 from .config import Config
 from .journal import Journal
 from .registry import Registry
@@ -51,8 +51,13 @@ def settle_collector() -> None:
         gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-def store_for(config: Config) -> Store:
-    """The (not yet started) store of ``config``, its data directory made private (0700)."""
+def store_for(config: Config, components: Sequence[Component] | None = None) -> Store:
+    """The (not yet started) store of ``config``, its data directory made private (0700).
+
+    Args:
+        components: whose migrations the store applies besides the kernel's; by default the
+            installed ones.
+    """
     data_dir = config.data_dir_path
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
@@ -63,6 +68,7 @@ def store_for(config: Config) -> Store:
         write_batch_max=db.write_batch_max,
         read_pool_size=db.read_pool_size,
         busy_timeout=db.busy_timeout,
+        migrations=[c.migrations for c in components or () if c.migrations],
     )
 
 
@@ -71,12 +77,13 @@ class Runtime:
 
     Args:
         config: the loaded configuration.
-        components: component factories; by default those installed under ``vareon.components``.
+        components: the components to run; by default those installed under
+            ``vareon.components``.
     """
 
-    def __init__(self, config: Config, *, components: Sequence[ComponentFactory] | None = None) -> None:
+    def __init__(self, config: Config, *, components: Sequence[Component] | None = None) -> None:
         self.config = config
-        self._factories = list(components) if components is not None else None
+        self.components = list(components) if components is not None else discover_components()
         self._stop = trio.Event()
         self.context: RuntimeContext | None = None
 
@@ -102,7 +109,7 @@ class Runtime:
         """
         config = self.config
         data_dir = config.data_dir_path
-        store = store_for(config)
+        store = store_for(config, self.components)
         # Imported here: argon2 and PyJWT are not needed by `vareon init` or `vareon --help`.
         from .auth import Auth
 
@@ -110,7 +117,13 @@ class Runtime:
         bus = EventBus()
         registry = Registry()
         context = RuntimeContext(
-            config=config, store=store, bus=bus, registry=registry, version=__version__, auth=auth
+            config=config,
+            store=store,
+            bus=bus,
+            registry=registry,
+            version=__version__,
+            auth=auth,
+            components=tuple(self.components),
         )
         self.context = context
 
@@ -119,13 +132,13 @@ class Runtime:
             try:
                 # Accounts before components: a module may rely on its first admin existing.
                 await auth.ensure_bootstrap_admin()
-                root, components = self._build_root(context)
+                root, children = self._build_root(context)
                 context.root = root
                 async with trio.open_nursery() as modules:
                     await modules.start(root.run)
                     log.info(
                         "runtime %s %s started: %d modules, data in %s",
-                        config.runtime.name, __version__, len(components), data_dir,
+                        config.runtime.name, __version__, len(children), data_dir,
                     )
                     settle_collector()
                     task_status.started(self)
@@ -137,12 +150,14 @@ class Runtime:
                     await store.close()
         log.info("stopped; %s", store.stats)
 
-    def _build_root(self, context: RuntimeContext) -> tuple[Supervisor, list[Component]]:
-        """Build the components (entry point factories) and the root supervisor over them."""
+    def _build_root(self, context: RuntimeContext) -> tuple[Supervisor, list[ChildSpec]]:
+        """Build the components' children and the root supervisor over them, in their order."""
         config = context.config
-        factories = self._factories if self._factories is not None else discover_components()
-        components = [c for c in (factory(context) for factory in factories) if c is not None]
-        components.sort(key=lambda c: c.order)
+        children = [
+            spec
+            for spec in (c.build(context) for c in sorted(self.components, key=lambda c: (c.order, c.name)))
+            if spec is not None
+        ]
         sup = config.supervisor
         bus, store = context.bus, context.store
         kernel = [ChildSpec("journal", lambda: Journal(bus, store))]
@@ -153,7 +168,7 @@ class Runtime:
             kernel.append(ChildSpec("mailer", lambda: mailer))
         root = Supervisor(
             "root",
-            [*kernel, *(c.spec for c in components)],
+            [*kernel, *children],
             max_restarts=sup.max_restarts,
             period=sup.period,
             shutdown_timeout=config.runtime.shutdown_timeout,
@@ -161,7 +176,7 @@ class Runtime:
             registry=context.registry,
             bus=bus,
         )
-        return root, components
+        return root, children
 
 
 async def run_until_signal(runtime: Runtime) -> None:

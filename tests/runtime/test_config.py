@@ -7,11 +7,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from vareon_runtime import config as config_module
+from vareon_runtime.component import Component, ConfigSection
 from vareon_runtime.config import (
     Config,
+    config_model,
     load_config,
     render_default_config,
     write_default_config,
@@ -19,6 +20,8 @@ from vareon_runtime.config import (
 from vareon_runtime.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
+# The installed configuration: the kernel's sections and every installed component's.
+INSTALLED = config_model()
 SECRET = "s3cr3t-" + "x" * 40
 
 
@@ -38,12 +41,12 @@ def test_defaults_without_a_file() -> None:
     assert config.auth.jwt_secret is None
     assert config.runtime.shutdown_timeout == 10.0
     assert config.source_path is None
-    assert config.model_dump() == Config().model_dump()
+    assert config.model_dump() == INSTALLED().model_dump()
 
 
 def test_bundled_config_toml_loads_as_the_defaults() -> None:
     config = load_config(REPO / "config.toml", environ={})
-    assert config.model_dump() == Config().model_dump()
+    assert config.model_dump() == INSTALLED().model_dump()
     assert config.source_path == REPO / "config.toml"
 
 
@@ -54,7 +57,7 @@ def test_bundled_config_toml_is_the_rendered_default() -> None:
 
 def test_rendered_config_lists_every_key_with_its_description() -> None:
     text = render_default_config()
-    for section, model in config_module._SECTIONS.items():
+    for section, model in INSTALLED.section_models().items():
         assert f"\n[{section}]\n" in text
         for key, field in model.model_fields.items():
             assert re.search(rf"^(# )?{key} = ", text, re.MULTILINE), key
@@ -68,7 +71,7 @@ def test_write_default_config_writes_a_loadable_file_and_the_data_dir(tmp_path: 
     assert written == target
     assert target.read_text(encoding="utf-8") == render_default_config()
     config = load_config(target, environ={})
-    assert config.model_dump() == Config().model_dump()
+    assert config.model_dump() == INSTALLED().model_dump()
     data_dir = tmp_path / "box" / "data"
     assert data_dir.is_dir()
     assert config.data_dir_path == data_dir
@@ -224,7 +227,7 @@ def test_environment_of_other_features_is_ignored() -> None:
             "PATH": "/usr/bin",
         }
     )
-    assert config.model_dump() == Config().model_dump()
+    assert config.model_dump() == INSTALLED().model_dump()
 
 
 def test_data_dir_is_relative_to_the_config_file(
@@ -270,8 +273,9 @@ def _doc_tables() -> dict[str, str]:
 
 def test_docs_describe_every_key_of_every_section() -> None:
     tables = _doc_tables()
-    assert set(tables) == set(config_module._SECTIONS)
-    for section, model in config_module._SECTIONS.items():
+    sections = INSTALLED.section_models()
+    assert set(tables) == set(sections)
+    for section, model in sections.items():
         rows = [line for line in tables[section].splitlines() if line.startswith("| `")]
         documented = {line.split("`")[1] for line in rows}
         assert documented == set(model.model_fields), section
@@ -304,3 +308,63 @@ def test_registration_limits(tmp_path: Path) -> None:
     path = write(tmp_path, "[auth]\nregistration_max = 0\n")
     with pytest.raises(ConfigError, match=re.escape("[auth] registration_max must be greater than or equal to 1, not 0")):
         load_config(path, environ={})
+
+
+class _Gadgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(3, ge=1, description="How many gadgets.")
+    token: SecretStr | None = Field(None, description="A gadget token.")
+
+
+class _OtherGadgets(BaseModel):
+    limit: int = 1
+
+
+def _gadgets(name: str = "gadgets", model: type[BaseModel] = _Gadgets, *, section: str = "gadgets") -> Component:
+    return Component(name, lambda ctx: None, config=ConfigSection(section, model, "Gadgets."))
+
+
+def test_a_component_section_is_read_checked_and_overridden(tmp_path: Path) -> None:
+    components = [_gadgets()]
+    path = write(tmp_path, "[gadgets]\nlimit = 7\n")
+    config = load_config(path, environ={}, components=components)
+    assert config.section(_Gadgets).limit == 7
+    overridden = load_config(
+        path, environ={"VAREON_GADGETS_LIMIT": "9", "VAREON_GADGETS_TOKEN": SECRET}, components=components
+    )
+    assert overridden.section(_Gadgets).limit == 9
+    assert SECRET not in repr(overridden) and SECRET not in str(overridden.model_dump())
+    with pytest.raises(ConfigError, match=r"unknown key 'limt' in \[gadgets\].*did you mean 'limit'"):
+        load_config(write(tmp_path, "[gadgets]\nlimt = 7\n"), environ={}, components=components)
+    with pytest.raises(ConfigError, match=r"\[gadgets\] limit must be greater than or equal to 1"):
+        load_config(environ={"VAREON_GADGETS_LIMIT": "0"}, components=components)
+
+
+def test_a_section_of_a_component_not_installed_is_unknown(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown section \[gadgets\]"):
+        load_config(write(tmp_path, "[gadgets]\nlimit = 7\n"), environ={}, components=[])
+    # and its variables are someone else's: ignored, as any VAREON_* of another feature
+    assert load_config(environ={"VAREON_GADGETS_LIMIT": "9"}, components=[]).model_dump() == Config().model_dump()
+
+
+def test_a_model_without_the_section_answers_its_defaults() -> None:
+    assert Config().section(_Gadgets) == _Gadgets()
+
+
+def test_components_sharing_a_section_must_share_its_model() -> None:
+    shared = config_model([_gadgets("one"), _gadgets("two")])
+    assert list(shared.section_models())[-1] == "gadgets"
+    with pytest.raises(ConfigError, match=r"'one' and 'two' both declare \[gadgets\] with different models"):
+        config_model([_gadgets("one"), _gadgets("two", _OtherGadgets)])
+
+
+def test_a_component_cannot_take_a_kernel_section() -> None:
+    with pytest.raises(ConfigError, match=r"declares the section \[server\], which is the kernel's own"):
+        config_model([_gadgets(section="server")])
+
+
+def test_the_rendered_default_config_holds_component_sections() -> None:
+    text = render_default_config([_gadgets()])
+    assert "# Gadgets.\n[gadgets]\n" in text and "# How many gadgets.\nlimit = 3\n" in text
+    assert "# A gadget token.\n# token is unset by default\n" in text

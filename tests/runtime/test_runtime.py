@@ -43,11 +43,11 @@ class Module(Actor):
         raise RuntimeError(f"{self.name} broke")
 
 
-def module(name: str, order: int, **spec: object):  # type: ignore[no-untyped-def]
-    def factory(ctx: RuntimeContext) -> Component:
-        return Component(ChildSpec(name, Module, **spec), order=order)  # type: ignore[arg-type]
+def module(name: str, order: int, **spec: object) -> Component:
+    def build(ctx: RuntimeContext) -> ChildSpec:
+        return ChildSpec(name, Module, **spec)  # type: ignore[arg-type]
 
-    return factory
+    return Component(name=name, build=build, order=order)
 
 
 def config_for(tmp_path: Path):  # type: ignore[no-untyped-def]

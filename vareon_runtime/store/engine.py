@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 
+from vareon_runtime.checks import check_counts, check_seconds
+
 __all__ = ["SQLITE_SYNCHRONOUS", "Engines", "create_engines"]
 
 SQLITE_SYNCHRONOUS = ("full", "normal")
@@ -61,12 +63,8 @@ def create_engines(
         raise ValueError(
             f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}, not {sqlite_synchronous!r}"
         )
-    if read_pool_size < 1:
-        raise ValueError(f"read_pool_size must be at least 1, not {read_pool_size!r}")
-    if busy_timeout <= 0:
-        raise ValueError(
-            f"busy_timeout must be a positive number of seconds, not {busy_timeout!r}"
-        )
+    check_counts({"read_pool_size": read_pool_size})
+    check_seconds({"busy_timeout": busy_timeout})
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":

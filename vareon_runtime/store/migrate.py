@@ -1,10 +1,12 @@
 """Apply the Alembic migrations of the kernel and of every domain package at start.
 
-The kernel's revisions live in ``vareon_runtime/store/migrations/versions``. A domain package
-contributes its own directory through the entry point group ``vareon.migrations``: the entry
-point's value is an importable package whose directory holds revision files, which start their
-own branch (``branch_labels=("myntrix",)``, ``depends_on="kernel"`` where they refer to kernel
-tables). The store upgrades to ``heads``, so every branch is brought up to date.
+The kernel's revisions live in ``vareon_runtime/store/migrations/versions``. A component
+contributes its own directory through its declaration (``Component.migrations``, see
+:mod:`vareon_runtime.component`): an importable package whose directory holds revision files,
+which start their own branch (``branch_labels=("myntrix",)``, ``depends_on="kernel"`` where they
+refer to kernel tables). Every installed component's revisions are applied, whether or not this
+runtime starts it (a database must never hold a revision its runtime cannot find). The store
+upgrades to ``heads``, so every branch is brought up to date.
 
 Alembic is imported inside the functions: importing it costs noticeable time on an edge box,
 and a runtime started with ``migrate=False`` never needs it.
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,55 +28,57 @@ from vareon_runtime.errors import StoreError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["ENTRY_POINT_GROUP", "MIGRATIONS_DIR", "alembic_config", "migrate", "version_locations"]
+__all__ = ["MIGRATIONS_DIR", "alembic_config", "migrate", "version_locations"]
 
-ENTRY_POINT_GROUP = "vareon.migrations"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 logger = logging.getLogger("vareon.store")
 
 
-def version_locations() -> list[Path]:
-    """Return the kernel's revision directory followed by every contributed one.
+def version_locations(extra: Sequence[str] = ()) -> list[Path]:
+    """Return the kernel's revision directory followed by every component's.
+
+    Args:
+        extra: packages of revisions besides the installed components' (a component given to
+            the runtime in code).
 
     Raises:
-        StoreError: two entry points share a name, or one does not name an importable package.
+        StoreError: a component's migrations do not name an importable regular package.
     """
+    from vareon_runtime.component import discover_components
+    from vareon_runtime.errors import ConfigError
+
+    try:
+        declared = [(c.name, c.migrations) for c in discover_components() if c.migrations]
+    except ConfigError as exc:
+        raise StoreError(f"cannot find the components' migrations: {exc}") from exc
+    declared += [(package, package) for package in extra]
     locations = [MIGRATIONS_DIR / "versions"]
-    seen: dict[str, str] = {}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-        if ep.name in seen:
-            raise StoreError(
-                f"two {ENTRY_POINT_GROUP} entry points are named {ep.name!r} "
-                f"({seen[ep.name]!r} and {ep.value!r}); rename one of them"
-            )
-        seen[ep.name] = ep.value
-        if ep.attr:
-            raise StoreError(
-                f"{ENTRY_POINT_GROUP} entry point {ep.name!r} must name a package, "
-                f"not an attribute ({ep.value!r}); use e.g. 'actors.myntrix.migrations'"
-            )
+    for name, package in declared:
         try:
-            module = import_module(ep.module)
+            module = import_module(package)
         except ImportError as exc:
             raise StoreError(
-                f"{ENTRY_POINT_GROUP} entry point {ep.name!r} names {ep.value!r}, "
-                f"which cannot be imported: {exc}"
+                f"the migrations of component {name!r} name {package!r}, which cannot be imported: {exc}"
             ) from exc
         paths = list(getattr(module, "__path__", ()))
         if len(paths) != 1:
             raise StoreError(
-                f"{ENTRY_POINT_GROUP} entry point {ep.name!r} must name a regular package "
-                f"(a directory with __init__.py) holding revision files, not {ep.value!r}"
+                f"the migrations of component {name!r} must name a regular package (a directory"
+                f" with __init__.py) holding revision files, not {package!r}"
             )
-        locations.append(Path(paths[0]))
+        path = Path(paths[0])
+        if path not in locations:
+            locations.append(path)
     return locations
 
 
-def alembic_config(**attributes: Any) -> Config:
+def alembic_config(extra: Sequence[str] = (), **attributes: Any) -> Config:
     """Return an Alembic ``Config`` for the runtime's migrations, without an ``alembic.ini``.
 
     Args:
+        extra: packages of revisions besides the installed components' (see
+            :func:`version_locations`).
         **attributes: put into ``config.attributes``; ``env.py`` reads ``connection`` there.
     """
     from alembic.config import Config
@@ -85,14 +89,17 @@ def alembic_config(**attributes: Any) -> Config:
     config.set_main_option("path_separator", "os")
     config.set_main_option(
         "version_locations",
-        os.pathsep.join(str(path).replace("%", "%%") for path in version_locations()),
+        os.pathsep.join(str(path).replace("%", "%%") for path in version_locations(extra)),
     )
     config.attributes.update(attributes)
     return config
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, extra: Sequence[str] = ()) -> None:
     """Upgrade the database behind ``engine`` (the store's writer engine) to ``heads``.
+
+    Args:
+        extra: packages of revisions besides the kernel's and the installed components'.
 
     Raises:
         StoreError: a migration failed (the upgrade is rolled back where the backend allows),
@@ -114,7 +121,7 @@ def migrate(engine: Engine) -> None:
                 raw.execute("PRAGMA foreign_keys=OFF")
             try:
                 with connection.begin():
-                    command.upgrade(alembic_config(connection=connection), "heads")
+                    command.upgrade(alembic_config(extra, connection=connection), "heads")
                     if sqlite:
                         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                         if broken:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import outcome
@@ -27,6 +27,7 @@ from sqlalchemy.engine import MappingResult, Result, Row, RowMapping, ScalarResu
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from vareon_runtime.checks import check_counts
 from vareon_runtime.errors import StoreClosedError, StoreError, StoreUsageError, VareonError
 from vareon_runtime.store.engine import Engines, create_engines
 from vareon_runtime.store.models import Base
@@ -86,8 +87,10 @@ class Store:
         write_batch_max: the most writes committed in one transaction.
         read_pool_size: reader connections, and so the most reads running at once.
         busy_timeout: seconds SQLite waits for a lock held by another process.
-        migrate: apply the Alembic migrations (kernel and ``vareon.migrations`` entry points)
-            before accepting work.
+        migrate: apply the Alembic migrations before accepting work: the kernel's, every
+            installed component's (``vareon.components``) and ``migrations``.
+        migrations: packages of revisions to apply besides those (a component given to the
+            runtime in code rather than installed).
     """
 
     def __init__(
@@ -99,17 +102,16 @@ class Store:
         read_pool_size: int = 4,
         busy_timeout: float = 5.0,
         migrate: bool = True,
+        migrations: Sequence[str] = (),
     ) -> None:
-        if write_batch_max < 1:
-            raise ValueError(f"write_batch_max must be at least 1, not {write_batch_max!r}")
-        if read_pool_size < 1:
-            raise ValueError(f"read_pool_size must be at least 1, not {read_pool_size!r}")
+        check_counts({"write_batch_max": write_batch_max, "read_pool_size": read_pool_size})
         self._url = url
         self._sqlite_synchronous = sqlite_synchronous
         self._write_batch_max = write_batch_max
         self._read_pool_size = read_pool_size
         self._busy_timeout = busy_timeout
         self._migrate = migrate
+        self._migrations = tuple(migrations)
         self._engines: Engines | None = None
         self._state = _NEW
         self._queue: deque[_Job] = deque()
@@ -413,7 +415,7 @@ class Store:
             if self._migrate:
                 from vareon_runtime.store.migrate import migrate
 
-                migrate(engines.writer)
+                migrate(engines.writer, self._migrations)
             else:
                 # Fail at start, not at the first write, when the database is unreachable.
                 try:

@@ -1,21 +1,12 @@
-"""The kernel's tables: the ``events`` journal.
-
-Revision ID: 0001_kernel
-Revises:
-Create Date: 2025-01-01
-"""
+"""The kernel's tables: the ``events`` journal."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001_kernel"
-down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = ("kernel",)
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0001_kernel", None
+branch_labels, depends_on = ("kernel",), None
 
 
 def upgrade() -> None:

@@ -1,21 +1,12 @@
-"""Accounts: the ``users`` table and the rotating ``refresh_tokens``.
-
-Revision ID: 0002_auth
-Revises: 0001_kernel
-Create Date: 2025-01-02
-"""
+"""Accounts: the ``users`` table and the rotating ``refresh_tokens``."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_auth"
-down_revision: str | Sequence[str] | None = "0001_kernel"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0002_auth", "0001_kernel"
+branch_labels, depends_on = None, None
 
 
 def upgrade() -> None:

@@ -1,21 +1,12 @@
-"""Telemetry samples: the ``telemetry`` table.
-
-Revision ID: 0003_telemetry
-Revises: 0002_auth
-Create Date: 2025-03-01
-"""
+"""Telemetry samples: the ``telemetry`` table."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_telemetry"
-down_revision: str | Sequence[str] | None = "0002_auth"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0003_telemetry", "0002_auth"
+branch_labels, depends_on = None, None
 
 
 def upgrade() -> None:
