@@ -7,12 +7,15 @@ what is known, so a typo in ``?baudrate=`` is a 422 at creation rather than a si
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from drivers.errors import LinkConfigError
 
 __all__ = ["check_known", "flag", "host_and_port", "one_of", "positive_float", "positive_int"]
+
+_N = TypeVar("_N", int, float)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -44,12 +47,7 @@ def positive_int(name: str, value: str, *, maximum: int | None = None) -> int:
     Raises:
         LinkConfigError: ``"baudrate must be a positive integer, not 'fast'"``.
     """
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise LinkConfigError(f"{name} must be a positive integer, not {value!r}", details={"option": name})
+    number = _positive(name, value, int, "a positive integer")
     if maximum is not None and number > maximum:
         raise LinkConfigError(f"{name} must be at most {maximum}, not {value!r}", details={"option": name})
     return number
@@ -61,14 +59,17 @@ def positive_float(name: str, value: str) -> float:
     Raises:
         LinkConfigError: ``"timeout must be a positive number of seconds, not 'soon'"``.
     """
+    return _positive(name, value, float, "a positive number of seconds")
+
+
+def _positive(name: str, value: str, parse: Callable[[str], _N], expected: str) -> _N:
+    """``parse(value)`` if it is above zero and finite, else an error saying ``expected``."""
     try:
-        number = float(value)
+        number: _N | None = parse(value)
     except ValueError:
-        number = 0.0
-    if not 0 < number < float("inf"):
-        raise LinkConfigError(
-            f"{name} must be a positive number of seconds, not {value!r}", details={"option": name}
-        )
+        number = None
+    if number is None or not 0 < number < float("inf"):
+        raise LinkConfigError(f"{name} must be {expected}, not {value!r}", details={"option": name})
     return number
 
 

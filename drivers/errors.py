@@ -4,24 +4,27 @@ The hierarchy, named by whose fault it was::
 
     VareonError                          (vareon_runtime.errors)
     └── DriverError                      base of every driver error
-        └── ProcessError                 an OS process could not be run or controlled
-            ├── ProcessConfigError       the command cannot run as configured (the user's fault)
-            │   ├── ExecutableNotFoundError   no such executable, or it is not executable
-            │   └── BadWorkingDirectoryError  the working directory is missing or not a directory
-            └── ProcessBrokenError       the operating system failed us (fork, exec, signals)
+        ├── ProcessError                 an OS process could not be run or controlled
+        │   ├── ProcessConfigError       the command cannot run as configured (the user's fault)
+        │   │   ├── ExecutableNotFoundError   no such executable, or it is not executable
+        │   │   └── BadWorkingDirectoryError  the working directory is missing or not a directory
+        │   └── ProcessBrokenError       the operating system failed us (fork, exec, signals)
         └── LinkError                    a device link could not be opened or used
-            ├── LinkConfigError          the connection string or its options are wrong (422)
-            │   └── UnknownSchemeError   no driver has the scheme; names the known ones (422)
+            ├── LinkConfigError          the connection string or its options are wrong (422,
+            │   │                        an InvalidRequestError)
+            │   └── UnknownSchemeError   no driver has the scheme; names the known ones (422,
+            │                            also an UnknownKeyError like every registry's unknown key)
             ├── LinkUnavailableError     the device or host is not there now; retry later
-            └── LinkClosedError          the far end went away (unplugged, reset, broker gone)
+            └── LinkClosedError          the far end went away (unplugged, reset, broker gone),
+                                         or we closed the link (the message says which)
 
-Foreign errors (``OSError``, ``psutil.Error``, ``serial.SerialException``, the MQTT client's) are translated at the driver's boundary and
-chained as the cause; none escapes a driver.
+Foreign errors (``OSError``, ``psutil.Error``, ``serial.SerialException``, the MQTT client's) are
+translated at the driver's boundary and chained as the cause; none escapes a driver.
 """
 
 from __future__ import annotations
 
-from vareon_runtime.errors import InvalidRequestError, VareonError
+from vareon_runtime.errors import InvalidRequestError, UnknownKeyError, VareonError
 
 __all__ = [
     "BadWorkingDirectoryError",
@@ -70,17 +73,22 @@ class LinkConfigError(LinkError, InvalidRequestError):
     """The connection string or its options are wrong; fixing them fixes it (422)."""
 
 
-class UnknownSchemeError(LinkConfigError):
-    """No driver has the connection string's scheme; the message names the known ones."""
+class UnknownSchemeError(LinkConfigError, UnknownKeyError):
+    """No driver has the connection string's scheme; the message names the known ones.
+
+    ``details`` holds the keyed registry's uniform ``field``, ``key`` and ``known``, and ``scheme``.
+    """
 
     def __init__(self, scheme: str, known: list[str]) -> None:
         super().__init__(
-            f"no device driver for the scheme {scheme!r}; known: {', '.join(known)}"
+            f"no device driver for the scheme {scheme!r}; known: {', '.join(known) or 'none'}"
             " (or a device path such as /dev/ttyUSB0)",
-            details={"scheme": scheme, "known": known},
+            key=scheme,
+            known=known,
+            field="connectionString",
+            extra={"scheme": scheme},
         )
         self.scheme = scheme
-        self.known = known
 
 
 class LinkUnavailableError(LinkError):
@@ -88,4 +96,5 @@ class LinkUnavailableError(LinkError):
 
 
 class LinkClosedError(LinkError):
-    """The far end went away: the cable was pulled, the connection reset, the broker is gone."""
+    """The far end went away (the cable was pulled, the connection reset, the broker is gone), or
+    we closed the link; the message says which."""

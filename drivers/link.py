@@ -8,9 +8,10 @@ A connection string names the driver and where the device is::
     tcp://host:port                     a raw TCP socket
     mqtt://broker:port/topic            a device that speaks MQTT
 
-:data:`LINKS` maps each scheme to a :class:`LinkDriver`. :func:`parse_connection_string`
-checks a string without opening anything (so a bad one is refused when the device is created,
-as a 422 naming the known schemes); :func:`open_link` opens it.
+:data:`LINKS` maps each scheme to a :class:`LinkDriver`, registered by the path of its class so
+that this module imports none of them. :func:`parse_connection_string` checks a string without
+opening anything (so a bad one is refused when the device is created, as a 422 naming the known
+schemes); :func:`open_link` opens it.
 
 A :class:`Link` is opened once and closed once; it is never reopened (the device actor opens a
 new one to reconnect). Every foreign exception (``OSError``, ``serial.SerialException``, the MQTT
@@ -27,6 +28,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
 from drivers.errors import LinkConfigError, UnknownSchemeError
+from vareon_runtime.keyed import Keyed
 
 __all__ = [
     "LINKS",
@@ -111,40 +113,44 @@ class LinkDriver(Protocol):
         ...
 
 
-class LinkRegistry:
-    """Drivers by scheme. Registering a scheme twice is an error."""
+def _check_scheme(scheme: str) -> None:
+    if not scheme.replace("+", "").replace("-", "").isalnum() or scheme != scheme.lower():
+        raise ValueError(f"a link scheme is a lower-case word, not {scheme!r}")
+
+
+class LinkRegistry(Keyed[LinkDriver]):
+    """Link drivers by scheme (a :class:`~vareon_runtime.keyed.Keyed` registry).
+
+    :meth:`register` takes what makes a driver, not the driver: each is made on its first use.
+    Registering a scheme twice is a :class:`~vareon_runtime.errors.DuplicateKeyError`; an unknown
+    scheme is an :class:`~drivers.errors.UnknownSchemeError` (422, naming the known ones).
+    """
 
     def __init__(self) -> None:
-        self._drivers: dict[str, Callable[[], LinkDriver]] = {}
-        self._loaded: dict[str, LinkDriver] = {}
+        super().__init__("link driver", field="connectionString", unknown=UnknownSchemeError, check_key=_check_scheme)
 
-    def register(self, scheme: str, driver: Callable[[], LinkDriver]) -> None:
-        """Register ``driver`` (a factory, called on first use, so a driver's imports stay lazy).
+    def register(self, scheme: str, driver: Callable[[], LinkDriver] | str) -> None:  # type: ignore[override]
+        """Register the driver ``driver`` makes on first use: a zero-argument factory, or the
+        ``"module:attribute"`` path of one (so a driver's module and its foreign library are
+        imported only when a link needs them).
 
         Raises:
-            ValueError: the scheme is taken or not a lower-case word.
+            DuplicateKeyError: the scheme is taken.
+            ValueError: the scheme is not a lower-case word.
         """
-        if not scheme or not scheme.replace("+", "").replace("-", "").isalnum() or scheme != scheme.lower():
-            raise ValueError(f"a link scheme is a lower-case word, not {scheme!r}")
-        if scheme in self._drivers:
-            raise ValueError(f"the link scheme {scheme!r} is already registered")
-        self._drivers[scheme] = driver
+        self.register_lazy(scheme, driver)
 
     def schemes(self) -> list[str]:
         """The known schemes, sorted."""
-        return sorted(self._drivers)
+        return self.keys()
 
     def driver(self, scheme: str) -> LinkDriver:
-        """The driver of a scheme.
+        """The driver of a scheme (made now if this is its first use).
 
         Raises:
             UnknownSchemeError: no driver has that scheme; the message names the known ones.
         """
-        if scheme not in self._drivers:
-            raise UnknownSchemeError(scheme, self.schemes())
-        if scheme not in self._loaded:
-            self._loaded[scheme] = self._drivers[scheme]()
-        return self._loaded[scheme]
+        return self[scheme]
 
 
 def _split(raw: str) -> ConnectionTarget:
@@ -193,31 +199,14 @@ def mask_connection_string(raw: str) -> str:
     return f"{scheme}://{user}:***@{rest[at + 1:]}"
 
 
-def _serial() -> LinkDriver:
-    from drivers.serial import SerialDriver
-
-    return SerialDriver()
-
-
-def _tcp() -> LinkDriver:
-    from drivers.tcp import TcpDriver
-
-    return TcpDriver()
-
-
-def _mqtt() -> LinkDriver:
-    from drivers.mqtt import MqttDriver
-
-    return MqttDriver()
-
-
 LINKS = LinkRegistry()
-"""The drivers every runtime knows. Each is imported on first use (pyserial and the MQTT client
-cost start-up time an edge box without such devices need not pay)."""
+"""The drivers every runtime knows, each registered by the path of its class: a driver's module
+(and pyserial, the MQTT client) is imported on first use, which an edge box without such devices
+never pays for."""
 for _scheme in ("serial", "socket", "rfc2217", "loop"):  # a device path, and pyserial's URL handlers
-    LINKS.register(_scheme, _serial)
-LINKS.register("tcp", _tcp)
-LINKS.register("mqtt", _mqtt)
+    LINKS.register(_scheme, "drivers.serial:SerialDriver")
+LINKS.register("tcp", "drivers.tcp:TcpDriver")
+LINKS.register("mqtt", "drivers.mqtt:MqttDriver")
 
 
 def parse_connection_string(raw: str, *, registry: LinkRegistry | None = None) -> ConnectionTarget:

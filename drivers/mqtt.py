@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 import trio
 
+from drivers._link_base import LinkBase
 from drivers._options import check_known, flag, host_and_port, one_of, positive_float, positive_int
 from drivers.errors import LinkClosedError, LinkConfigError, LinkUnavailableError
 from drivers.link import ConnectionTarget
@@ -162,7 +163,7 @@ class MqttDriver:
         return MqttSettings(host=host, port=port, username=username, topic=topic, command_topic=command_topic, **values)
 
 
-class MqttLink:
+class MqttLink(LinkBase):
     """A subscription to a device's topic and a publisher to its command topic.
 
     Attributes:
@@ -170,6 +171,7 @@ class MqttLink:
     """
 
     def __init__(self, settings: MqttSettings) -> None:
+        super().__init__(settings.describe())
         self._settings = settings
         self._client_id = settings.client_id or f"vareon-{secrets.token_hex(6)}"
         self._client: Any = None
@@ -184,8 +186,6 @@ class MqttLink:
         self._ready = trio.Event()
         self._replies: dict[str, Any] = {}
         self._answered = trio.Event()
-        self._closed = False
-        self._receive_lock = trio.Lock()
 
     @property
     def description(self) -> str:
@@ -203,8 +203,7 @@ class MqttLink:
         await trio.lowlevel.checkpoint_if_cancelled()
         async with self._receive_lock:
             while True:
-                if self._closed:
-                    raise LinkClosedError(f"the link to {self.description} is closed")
+                self._check_open()
                 self._ready = trio.Event()  # reset before looking, so no wake-up is missed
                 lost = self._take()
                 if self._pending:
@@ -224,8 +223,7 @@ class MqttLink:
             LinkClosedError: the connection to the broker was lost, or we closed the link.
         """
         await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise LinkClosedError(f"the link to {self.description} is closed")
+        self._check_open()
         with self._lock:
             lost = self._lost
         if lost is not None:
@@ -240,15 +238,8 @@ class MqttLink:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise LinkClosedError(f"{self.description}: publishing failed: {mqtt.error_string(info.rc)}")
 
-    async def aclose(self) -> None:
-        """Disconnect and stop the network thread. Idempotent; never raises (failures are logged).
-
-        A task blocked in ``receive`` gets :class:`LinkClosedError`.
-        """
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._closed = True
+    async def _close(self) -> None:
+        # Disconnect and stop the network thread; a task blocked in receive wakes to the close.
         self._ready.set()
         self._answered.set()
         client, self._client = self._client, None
@@ -309,8 +300,7 @@ class MqttLink:
                     lost = self._lost
                 if lost is not None:
                     raise LinkUnavailableError(f"the MQTT broker {self._settings.host}:{self._settings.port}: {lost}")
-                if self._closed:
-                    raise LinkClosedError(f"the link to {self.description} is closed")
+                self._check_open()
                 self._answered = trio.Event()
                 await self._answered.wait()
             return self._replies.pop(key)

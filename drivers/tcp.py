@@ -9,9 +9,12 @@ and no thread is involved; this is the fastest link the runtime has.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import trio
 
+from drivers._link_base import LinkBase
 from drivers._options import check_known, host_and_port, positive_float
 from drivers.errors import LinkClosedError, LinkConfigError, LinkUnavailableError
 from drivers.link import ConnectionTarget
@@ -74,23 +77,15 @@ class TcpDriver:
         return host, port, timeout
 
 
-class TcpLink:
-    """An open TCP connection to a device.
+class TcpLink(LinkBase):
+    """An open TCP connection to a device; its description reads ``TCP host:port``.
 
     One task may receive while another sends; concurrent senders (or receivers) are served in turn.
     """
 
     def __init__(self, stream: trio.SocketStream, description: str) -> None:
+        super().__init__(description)
         self._stream = stream
-        self._description = description
-        self._receive_lock = trio.Lock()
-        self._send_lock = trio.Lock()
-        self._closed = False
-
-    @property
-    def description(self) -> str:
-        """``TCP host:port``."""
-        return self._description
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """The next bytes from the device (at least one).
@@ -98,15 +93,10 @@ class TcpLink:
         Raises:
             LinkClosedError: the device closed or reset the connection, or we closed the link.
         """
-        if self._closed:
-            raise LinkClosedError(f"the link to {self._description} is closed")
+        self._check_open()
         async with self._receive_lock:
-            try:
+            with self._translated():
                 data = await self._stream.receive_some(max_bytes)
-            except trio.ClosedResourceError as exc:
-                raise LinkClosedError(f"the link to {self._description} was closed") from exc
-            except (trio.BrokenResourceError, OSError) as exc:
-                raise LinkClosedError(f"the connection to {self._description} was reset: {_reason(exc)}") from exc
         if not data:
             raise LinkClosedError(f"{self._description} closed the connection")
         return data
@@ -117,26 +107,26 @@ class TcpLink:
         Raises:
             LinkClosedError: the connection is gone, or we closed the link.
         """
-        if self._closed:
-            raise LinkClosedError(f"the link to {self._description} is closed")
+        self._check_open()
         async with self._send_lock:
-            try:
+            with self._translated():
                 await self._stream.send_all(data)
-            except trio.ClosedResourceError as exc:
-                raise LinkClosedError(f"the link to {self._description} was closed") from exc
-            except (trio.BrokenResourceError, OSError) as exc:
-                raise LinkClosedError(f"the connection to {self._description} was reset: {_reason(exc)}") from exc
 
-    async def aclose(self) -> None:
-        """Close the connection. Idempotent; never raises (a failed close is logged)."""
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._closed = True
+    async def _close(self) -> None:
         try:
             await self._stream.aclose()
         except (OSError, trio.BrokenResourceError) as exc:
             log.debug("closing %s: %s", self._description, exc)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """trio's and the socket's errors as :class:`~drivers.errors.LinkClosedError`."""
+        try:
+            yield
+        except trio.ClosedResourceError as exc:
+            raise self._closed_error() from exc
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise LinkClosedError(f"the connection to {self._description} was reset: {_reason(exc)}") from exc
 
 
 def _where(host: str, port: int) -> str:

@@ -1,8 +1,10 @@
 """The link registry and connection strings: schemes, refusals that name the known ones,
-duplicates, lazy imports of the foreign libraries, and passwords masked for display."""
+duplicates, lazy imports of the drivers and their foreign libraries, and passwords masked for
+display."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +19,14 @@ from drivers import (
     Link,
     LinkConfigError,
     LinkRegistry,
+    TcpDriver,
     UnknownSchemeError,
     mask_connection_string,
     open_link,
     parse_connection_string,
 )
+from vareon_runtime.errors import DuplicateKeyError, UnknownKeyError
+from vareon_runtime.keyed import Keyed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +44,9 @@ def test_an_unknown_scheme_is_a_422_naming_the_known_ones() -> None:
         "no device driver for the scheme 'foo'; known: loop, mqtt, rfc2217, serial, socket, tcp"
         " (or a device path such as /dev/ttyUSB0)"
     )
-    assert error.details == {"scheme": "foo", "known": LINKS.schemes()}
+    # The keyed registry's uniform details, and the scheme as before.
+    assert isinstance(error, UnknownKeyError)
+    assert error.details == {"field": "connectionString", "key": "foo", "known": LINKS.schemes(), "scheme": "foo"}
 
 
 @pytest.mark.parametrize(
@@ -58,14 +65,30 @@ def test_malformed_strings_are_refused(raw: str, message: str) -> None:
 
 def test_the_registry_refuses_a_scheme_twice_and_bad_names() -> None:
     registry = LinkRegistry()
+    assert isinstance(registry, Keyed)
     registry.register("tcp", lambda: LINKS.driver("tcp"))
-    with pytest.raises(ValueError, match="the link scheme 'tcp' is already registered"):
+    with pytest.raises(DuplicateKeyError, match="a link driver is already registered as 'tcp'"):
         registry.register("tcp", lambda: LINKS.driver("tcp"))
-    for bad in ("", "TCP", "my scheme", "a/b"):
+    for bad in ("TCP", "my scheme", "a/b"):
         with pytest.raises(ValueError, match="a link scheme is a lower-case word"):
             registry.register(bad, lambda: LINKS.driver("tcp"))
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="a link driver key is a non-empty string, not ''"):
+        registry.register("", lambda: LINKS.driver("tcp"))
+    # The runtime's own schemes are taken, loaded or still a path.
+    with pytest.raises(DuplicateKeyError, match="a link driver is already registered as 'mqtt'"):
         LINKS.register("mqtt", lambda: LINKS.driver("tcp"))
+    assert registry.schemes() == ["tcp"]
+
+
+def test_a_driver_registered_by_its_path_is_made_on_first_use() -> None:
+    registry = LinkRegistry()
+    registry.register("raw", "drivers.tcp:TcpDriver")
+    assert registry.schemes() == ["raw"]
+    driver = registry.driver("raw")
+    assert isinstance(driver, TcpDriver)
+    assert registry.driver("raw") is driver
+    with pytest.raises(UnknownSchemeError, match="no device driver for the scheme 'tcp'; known: raw"):
+        registry.driver("tcp")
 
 
 class _Pipe:
@@ -134,18 +157,62 @@ async def test_every_driver_returns_a_link() -> None:
             await link.aclose()
 
 
-def test_neither_pyserial_nor_paho_is_imported_until_a_link_needs_it() -> None:
-    code = (
-        "import sys, drivers, drivers.link\n"
-        "from drivers import parse_connection_string\n"
+WATCHED = ("drivers.serial", "drivers.tcp", "drivers.mqtt", "drivers.process", "serial", "paho")
+"""The driver modules and foreign libraries whose import the lazy registry defers."""
+
+
+def _modules_after(code: str) -> list[list[str]]:
+    """Run ``code`` in a fresh interpreter; each ``loaded()`` in it reports which of
+    :data:`WATCHED` were imported so far."""
+    prelude = f"import sys\ndef loaded():\n    print(sorted(m for m in sys.modules if m in {WATCHED!r}))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return [ast.literal_eval(line) for line in result.stdout.splitlines()]
+
+
+def test_drivers_and_their_libraries_are_imported_only_when_a_link_needs_them() -> None:
+    assert _modules_after(
+        "import drivers\n"
+        "loaded()\n"
+        "from drivers import LINKS, parse_connection_string\n"
+        "loaded()\n"
+        "parse_connection_string('tcp://h:1')\n"
+        "loaded()\n"
         "parse_connection_string('/dev/ttyUSB0?baudrate=9600')\n"
         "parse_connection_string('mqtt://u:p@broker/t')\n"
-        "parse_connection_string('tcp://h:1')\n"
-        "print(sorted(m for m in sys.modules if m == 'serial' or m.startswith(('serial.', 'paho'))))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+        "loaded()\n"
+    ) == [
+        [],  # the face imports nothing by itself
+        [],  # the registry knows every scheme without importing a driver
+        ["drivers.tcp"],
+        ["drivers.mqtt", "drivers.serial", "drivers.tcp"],  # checking a string needs no foreign library
+    ]
+
+
+def test_pyserial_is_imported_when_a_serial_link_opens() -> None:
+    assert _modules_after(
+        "import trio\n"
+        "from drivers import open_link\n"
+        "async def main():\n"
+        "    link = await open_link('loop://')\n"
+        "    await link.aclose()\n"
+        "trio.run(main)\n"
+        "loaded()\n"
+    ) == [["drivers.serial", "serial"]]
+
+
+def test_link_imports_no_driver() -> None:
+    # The drivers import drivers.link (for ConnectionTarget); the reverse would be a cycle.
+    tree = ast.parse((ROOT / "drivers" / "link.py").read_text())
+    imported = [
+        alias.name if isinstance(node, ast.Import) else f"{node.module}"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
+    assert [name for name in imported if name.split(".")[-1] in ("serial", "tcp", "mqtt")] == []
 
 
 @pytest.mark.parametrize(
@@ -175,6 +242,23 @@ def test_a_target_never_shows_its_password() -> None:
 
 
 def test_the_package_face_lists_every_public_name() -> None:
+    # The imports for type checkers and the lazy face's table name the same things.
+    tree = ast.parse((ROOT / "drivers" / "__init__.py").read_text())
+    (checking,) = [node for node in tree.body if isinstance(node, ast.If)]
+    checked = {
+        (node.module, alias.name)
+        for node in ast.walk(checking)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("drivers.")
+        for alias in node.names
+    }
+    assert checked == {(module, name) for module, names in drivers._EXPORTS.items() for name in names}
+    eager = {
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module in ("drivers.errors", "drivers.link")
+        for alias in node.names
+    }
+    assert eager == {*drivers.errors.__all__, *drivers.link.__all__}
     public = {
         name
         for name, value in vars(drivers).items()

@@ -1,4 +1,5 @@
-"""OS processes: own process group, exit noticed without polling, group-wide stop, orphan reaping."""
+"""OS processes: own process group, exit noticed without polling, output by line, group-wide stop
+(what left the group with an owner mark included), orphan reaping."""
 
 from __future__ import annotations
 
@@ -6,25 +7,23 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
 import pytest
 import trio
+from process_support import TIMEOUT, Leftovers, gone, new_owner, python, spawn, start_daemonizing
 
 from drivers import (
     BadWorkingDirectoryError,
     ExecutableNotFoundError,
+    LineReader,
     OSProcess,
     ProcessConfigError,
     describe_exit,
     reap_orphan_group,
     validate_command,
 )
-from drivers.process import LineReader
-
-TIMEOUT = 20
 
 # A child that ignores SIGTERM and starts a grandchild that ignores it too; each reports its pid.
 STUBBORN = """
@@ -35,18 +34,6 @@ subprocess.Popen([sys.executable, "-c", code] + sys.argv[1:])
 print('child', flush=True)
 time.sleep(600)
 """
-
-
-def python(code: str, *args: str) -> list[str]:
-    return [sys.executable, "-c", code, *args]
-
-
-def gone(pid: int) -> bool:
-    """No such process, or only a zombie left for an init that does not reap (containers)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 async def stubborn_ready(reader: LineReader, *, child: bool = True) -> int:
@@ -61,23 +48,6 @@ async def stubborn_ready(reader: LineReader, *, child: bool = True) -> int:
         if grandchild is not None and not child:
             return grandchild
     raise AssertionError("the output ended before both processes were ready")
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[OSProcess]]:
-    """Processes a test starts; whatever is left is killed and reaped afterwards."""
-    made: list[OSProcess] = []
-    yield made
-    with trio.fail_after(TIMEOUT):
-        for proc in made:
-            await proc.stop(0)
-            await proc.aclose()
-
-
-async def spawn(processes: list[OSProcess], argv: list[str], **kwargs: object) -> OSProcess:
-    proc = await OSProcess.spawn(argv, **kwargs)  # type: ignore[arg-type]
-    processes.append(proc)
-    return proc
 
 
 async def test_a_process_leads_its_own_session_and_group(processes: list[OSProcess]) -> None:
@@ -228,3 +198,58 @@ async def test_env_and_cwd_reach_the_child(processes: list[OSProcess], tmp_path:
         lines = [line async for line in proc.stdout]
         assert await proc.wait() == 0
     assert lines == [str(tmp_path), "42"]
+
+
+async def test_stop_reaches_a_daemon_that_left_with_setsid_by_its_owner_mark(
+    processes: list[OSProcess], leftovers: Leftovers
+) -> None:
+    owner = new_owner()
+    with trio.fail_after(TIMEOUT):
+        proc, daemon = await start_daemonizing(processes, leftovers, owner=owner)
+        assert daemon.environ()["VAREON_PROCESS_OWNER"] == owner
+        assert await proc.stop(5) == -signal.SIGTERM
+        assert not await proc.lingering()
+    assert gone(daemon.pid)
+
+
+async def test_watch_hands_over_both_streams_and_returns_the_exit_code(processes: list[OSProcess]) -> None:
+    code = (
+        "import sys\n"
+        "print('out 1', flush=True)\n"
+        "print('err 1', file=sys.stderr, flush=True)\n"
+        "print('out 2', flush=True)\n"
+        "sys.exit(3)\n"
+    )
+    lines: list[tuple[str, str]] = []
+    with trio.fail_after(TIMEOUT):
+        proc = await spawn(processes, python(code))
+        assert await proc.watch(lambda stream, line: lines.append((stream, line)), drain=TIMEOUT) == 3
+    assert [line for stream, line in lines if stream == "stdout"] == ["out 1", "out 2"]
+    assert [line for stream, line in lines if stream == "stderr"] == ["err 1"]
+
+
+async def test_watch_gives_up_on_pipes_a_background_process_holds_after_the_drain(
+    processes: list[OSProcess], leftovers: Leftovers
+) -> None:
+    # The leader says goodbye and, once it was heard, exits; its child keeps the output pipes
+    # open (and says nothing).
+    code = (
+        "import signal, subprocess, sys\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', sys.argv[1]])\n"
+        "print('bye', flush=True)\n"
+        "signal.sigwait([signal.SIGUSR1])\n"
+    )
+    lines: list[str] = []
+
+    def heard(stream: str, line: str) -> None:
+        lines.append(line)
+        os.kill(proc.pid, signal.SIGUSR1)
+
+    with trio.fail_after(TIMEOUT):
+        proc = await spawn(processes, python(code, leftovers.token))
+        assert await proc.watch(heard, drain=0.2) == 0
+        assert lines == ["bye"]
+        assert await proc.lingering()  # the child in its group
+        await proc.stop(5)
+        assert not await proc.lingering()
