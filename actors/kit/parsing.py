@@ -1,7 +1,7 @@
-"""What the Myntrix domains check the same way before they touch the store: a request body as
-its pydantic model, an id as a UUID, a page's bounds, an enum's value. Each raises the
-runtime's error the web front turns into its status (422 or 404) with a message that says what
-was expected."""
+"""What every domain checks the same way before it touches the store: a request body as its
+pydantic model, an id as a UUID, a page's bounds, an enum's value. Each raises the runtime's
+error the web front turns into its status (422, or 404 for an id that is not a UUID) with a
+message that says what was expected."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ from pydantic import BaseModel, ValidationError
 
 from vareon_runtime.errors import InvalidRequestError, NotFoundError
 
-__all__ = ["check_page", "enum_value", "parse_id", "parse_model"]
+__all__ = ["LIST_LIMIT_MAX", "check_page", "enum_value", "parse_id", "parse_model"]
+
+LIST_LIMIT_MAX = 500
+"""The largest page any list answers (``?limit=``)."""
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=enum.Enum)
 
 
 def parse_model(model: type[M], data: M | Mapping[str, Any]) -> M:
@@ -48,7 +52,7 @@ def parse_id(value: str, noun: str) -> str:
         raise NotFoundError(f"no {noun} has the id {value!r} ({noun} ids are UUIDs)") from None
 
 
-def check_page(limit: int, offset: int, limit_max: int) -> None:
+def check_page(limit: int, offset: int, limit_max: int = LIST_LIMIT_MAX) -> None:
     """Refuse a page outside ``1 <= limit <= limit_max`` or a negative ``offset``.
 
     Raises:
@@ -60,17 +64,14 @@ def check_page(limit: int, offset: int, limit_max: int) -> None:
         raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
 
 
-E = TypeVar("E", bound=enum.Enum)
-
-
-def enum_value(kind: type[E], value: str, *, what: str = "status") -> str:
-    """``value`` checked against the enum ``kind``; answers the member's value.
+def enum_value(kind: type[E], value: str | enum.Enum, *, what: str = "status") -> E:
+    """``value`` as a member of the enum ``kind`` (its ``_missing_`` aliases included).
 
     Raises:
         InvalidRequestError: not one of them; the message lists the known values.
     """
     try:
-        return str(kind(value).value)
+        return kind(value.value if isinstance(value, enum.Enum) else value)
     except ValueError:
         known = ", ".join(str(member.value) for member in kind)
         raise InvalidRequestError(f"{what} must be one of {known}, not {value!r}") from None

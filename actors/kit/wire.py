@@ -1,0 +1,76 @@
+"""Wire shapes every domain builds on: camelCase and snake_case models, timestamps, pages.
+
+The seeds fix the case of each domain's wire: Myntrix is camelCase (``lastRun``), Neosyntis,
+Arcana, Cognisys and LogiData are snake_case. A domain's schemas derive from
+:class:`CamelModel` or :class:`SnakeModel`; both read either spelling of a field and refuse
+unknown ones, and read a table's row directly (``Agent.model_validate(record)``: its columns
+are the fields, its stored states the enum's words).
+
+Times: :data:`Timestamp` goes out as ISO 8601 in UTC with a ``Z``. :data:`LocalTimestamp` keeps
+the zone it carries (a task's next fire time in Europe/Berlin is ``+01:00``), but a UTC time is
+still written with a ``Z``, the one spelling of UTC on the whole wire.
+
+A list answers a :class:`Page`: the items and how many match in all (the ``X-Total-Count``
+header).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Generic, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from vareon_runtime.clock import isoformat
+
+__all__ = ["CamelModel", "LocalTimestamp", "Page", "SnakeModel", "Timestamp", "local_isoformat"]
+
+T = TypeVar("T")
+
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
+
+
+def local_isoformat(moment: datetime) -> str:
+    """``moment`` as ISO 8601 with its own offset; in UTC (or a naive time, taken as UTC) with ``Z``."""
+    zone = moment.tzinfo
+    if zone is None or zone is timezone.utc or (isinstance(zone, ZoneInfo) and zone.key in _UTC_NAMES):
+        return isoformat(moment)
+    return moment.isoformat()
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A datetime sent as ISO 8601 UTC with a ``Z`` suffix."""
+
+LocalTimestamp = Annotated[
+    datetime,
+    PlainSerializer(local_isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A datetime sent as ISO 8601 with its own zone's offset (``Z`` when that zone is UTC)."""
+
+
+class CamelModel(BaseModel):
+    """A wire shape in camelCase (Myntrix): ``lastRun`` out, ``lastRun`` or ``last_run`` in."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid", from_attributes=True
+    )
+
+
+class SnakeModel(BaseModel):
+    """A wire shape in snake_case (Neosyntis, Arcana, Cognisys, LogiData)."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+
+class Page(NamedTuple, Generic[T]):
+    """A page of a list and how many match in all (for ``X-Total-Count``)."""
+
+    items: list[T]
+    total: int
