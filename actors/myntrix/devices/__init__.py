@@ -1,8 +1,7 @@
 """Myntrix devices: serial, TCP and MQTT devices, each a supervised actor owning its link.
 
-The web front reaches the domain through the registry: ``await devices_of(ctx.registry)``
-answers the :class:`Devices` face of the running module (see
-:mod:`actors.myntrix.devices.component`). A device's actor (:class:`DeviceActor`) keeps its link
+The web front reaches the domain through its face, :class:`Devices`
+(``registry.face(Devices)``, provided by :mod:`actors.myntrix.devices.component`). A device's actor (:class:`DeviceActor`) keeps its link
 open while it is to be connected, reconnecting with backoff; its lines go to the bus as
 telemetry (:class:`DeviceStream`, recorded by :class:`TelemetryRecorder`), its commands run one at
 a time, and uploads go through :func:`send_gcode` / :func:`send_chunks` as jobs.
@@ -14,23 +13,22 @@ tool run with ``python -m``, deliberately not imported here.
 from actors.myntrix.devices.commands import CommandTicket as CommandTicket
 from actors.myntrix.devices.component import DEVICES_NAME as DEVICES_NAME
 from actors.myntrix.devices.component import DeviceModule as DeviceModule
-from actors.myntrix.devices.component import devices_component as devices_component
-from actors.myntrix.devices.component import devices_of as devices_of
+from actors.myntrix.devices.component import component as component
 from actors.myntrix.devices.configuration import DeviceConfiguration as DeviceConfiguration
 from actors.myntrix.devices.configuration import Position as Position
 from actors.myntrix.devices.configuration import TelemetryFormat as TelemetryFormat
 from actors.myntrix.devices.configuration import TelemetrySettings as TelemetrySettings
 from actors.myntrix.devices.configuration import UploadMode as UploadMode
 from actors.myntrix.devices.configuration import UploadSettings as UploadSettings
-from actors.myntrix.devices.device import DeviceActor as DeviceActor
-from actors.myntrix.devices.device import status_topic as status_topic
-from actors.myntrix.devices.devices import UPLOAD_JOB_TYPE as UPLOAD_JOB_TYPE
-from actors.myntrix.devices.devices import Devices as Devices
+from actors.myntrix.devices.actor import DeviceActor as DeviceActor
+from actors.myntrix.devices.actor import DeviceServices as DeviceServices
+from actors.myntrix.devices.actor import status_topic as status_topic
+from actors.myntrix.devices.service import UPLOAD_JOB_TYPE as UPLOAD_JOB_TYPE
+from actors.myntrix.devices.service import Devices as Devices
 from actors.myntrix.devices.firmware import firmware_version as firmware_version
 from actors.myntrix.devices.messages import CancelUpload as CancelUpload
 from actors.myntrix.devices.messages import ConnectDevice as ConnectDevice
 from actors.myntrix.devices.messages import DisconnectDevice as DisconnectDevice
-from actors.myntrix.devices.messages import GetDevices as GetDevices
 from actors.myntrix.devices.messages import GetDeviceState as GetDeviceState
 from actors.myntrix.devices.messages import ReleaseDevice as ReleaseDevice
 from actors.myntrix.devices.messages import RenameDevice as RenameDevice
@@ -45,7 +43,6 @@ from actors.myntrix.devices.schemas import CommandRequest as CommandRequest
 from actors.myntrix.devices.schemas import Device as Device
 from actors.myntrix.devices.schemas import DeviceCreate as DeviceCreate
 from actors.myntrix.devices.schemas import DeviceDesiredState as DeviceDesiredState
-from actors.myntrix.devices.schemas import DevicePage as DevicePage
 from actors.myntrix.devices.schemas import DeviceStatus as DeviceStatus
 from actors.myntrix.devices.schemas import DeviceStatusReport as DeviceStatusReport
 from actors.myntrix.devices.schemas import DeviceUpdate as DeviceUpdate
@@ -76,8 +73,8 @@ __all__ = [
     "DeviceCreate",
     "DeviceDesiredState",
     "DeviceModule",
-    "DevicePage",
     "DeviceRecord",
+    "DeviceServices",
     "DeviceSettings",
     "DeviceStatus",
     "DeviceStatusReport",
@@ -86,7 +83,6 @@ __all__ = [
     "Devices",
     "DisconnectDevice",
     "GetDeviceState",
-    "GetDevices",
     "LineChannel",
     "LineRouter",
     "LineSplitter",
@@ -106,8 +102,7 @@ __all__ = [
     "UploadSettings",
     "UploadTimeoutError",
     "count_gcode_lines",
-    "devices_component",
-    "devices_of",
+    "component",
     "firmware_version",
     "send_chunks",
     "send_gcode",

@@ -30,11 +30,8 @@ recorder's database path is compared with. Targets are printed, not asserted.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,7 +42,7 @@ from pathlib import Path
 import httpx
 
 from vareon_runtime.bench import Report, percentile
-from vareon_runtime.bench.processes import free_port, run_vareon, stop_process, wait_ready
+from vareon_runtime.bench.processes import checked, served_runtime
 from vareon_runtime.errors import VareonError
 
 __all__ = [
@@ -302,17 +299,11 @@ def _settled_rows(database: Path, device_id: str, expected: int, timeout: float 
     return last, last_change
 
 
-def _ok(response: httpx.Response) -> httpx.Response:
-    if response.status_code >= 400:
-        raise VareonError(f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}")
-    return response
-
-
 def _wait_status(http: httpx.Client, device_id: str, status: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     current = None
     while time.monotonic() < deadline:
-        current = _ok(http.get(f"/api/myntrix/devices/{device_id}")).json()["status"]
+        current = checked(http.get(f"/api/myntrix/devices/{device_id}")).json()["status"]
         if current == status:
             return
         time.sleep(0.05)
@@ -376,52 +367,34 @@ class _Bench:
 def _runtime(tmp: Path, seconds: float, rates: list[float]) -> list[Phase]:
     """Run the runtime and the phases: a flood, then the paced ``rates`` until one loses samples
     or misses the latency target."""
-    port = free_port()
-    password = os.urandom(12).hex()
-    data = tmp / "data"
-    env = {
-        **os.environ,
-        "VAREON_SERVER_PORT": str(port),
-        "VAREON_RUNTIME_LOG_LEVEL": "warning",
-        "VAREON_RUNTIME_DATA_DIR": str(data),
-        "VAREON_BENCH_PASSWORD": password,
-    }
-    config = str(tmp / "config.toml")
-    run_vareon("init", "--config", config, env=env)
-    run_vareon("user", "create", "bench", "--role", "admin", "--password-env", "VAREON_BENCH_PASSWORD", "--config", config, env=env)
-    runtime = subprocess.Popen([sys.executable, "-m", "vareon_runtime.cli", "run", "--config", config], env=env)
     sensor = SimulatedSensor()
     reader: StreamReader | None = None
-    base = f"http://127.0.0.1:{port}"
     phases: list[Phase] = []
     try:
-        wait_ready(base + "/health", runtime)
-        token = _ok(httpx.post(base + "/api/token", json={"username": "bench", "password": password})).json()["access_token"]
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60.0) as http:
+        with served_runtime(tmp, role="admin") as runtime, runtime.client() as http:
             body = {
                 "name": "bench sensor",
                 "type": "sensor",
                 "connectionString": f"tcp://127.0.0.1:{sensor.port}",
                 "configuration": {"telemetry": {"format": "kv"}, "replyTerminator": None},
             }
-            device_id = str(_ok(http.post("/api/myntrix/devices", json=body)).json()["id"])
-            _ok(http.post(f"/api/myntrix/devices/{device_id}/connect"))
+            device_id = str(checked(http.post("/api/myntrix/devices", json=body)).json()["id"])
+            checked(http.post(f"/api/myntrix/devices/{device_id}/connect"))
             sensor.wait_connected(30.0)
             _wait_status(http, device_id, "connected", 30.0)
-            reader = StreamReader(port, device_id, token)
-            bench = _Bench(data / "vareon.db", sensor, reader, device_id)
+            reader = StreamReader(runtime.port, device_id, runtime.token)
+            bench = _Bench(runtime.data_dir / "vareon.db", sensor, reader, device_id)
             phases.append(bench.run("flood", seconds, None))
             for index, rate in enumerate(rates):
                 phase = bench.run(f"paced {rate:,.0f}/s", seconds if index == 0 else seconds / 2, rate)
                 phases.append(phase)
                 if not phase.kept_everything or phase.latency_ms(0.95) > TARGET_P95_MS:
                     break
-            _ok(http.post(f"/api/myntrix/devices/{device_id}/disconnect"))
+            checked(http.post(f"/api/myntrix/devices/{device_id}/disconnect"))
     finally:
         if reader is not None:
             reader.close()
         sensor.close()
-        stop_process(runtime)
     return phases
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ..schemas import _Wire
+from actors.kit.wire import CamelModel
 
 __all__ = [
     "DeviceConfiguration",
@@ -57,7 +57,7 @@ class TelemetryFormat(str, enum.Enum):
     REGEX = "regex"  # a regular expression with named groups; each numeric group is a sample
 
 
-class TelemetrySettings(_Wire):
+class TelemetrySettings(CamelModel):
     """Which received lines are telemetry, and how they are read."""
 
     model_config = ConfigDict(frozen=True)
@@ -93,7 +93,7 @@ class UploadMode(str, enum.Enum):
     CHUNKS = "chunks"  # raw bytes in chunks (firmware images, scripts)
 
 
-class UploadSettings(_Wire):
+class UploadSettings(CamelModel):
     """How uploads reach the device."""
 
     model_config = ConfigDict(frozen=True)
@@ -105,7 +105,7 @@ class UploadSettings(_Wire):
     )
 
 
-class Position(_Wire):
+class Position(CamelModel):
     """Where the device stands in the 3D scene."""
 
     model_config = ConfigDict(frozen=True)
@@ -115,7 +115,7 @@ class Position(_Wire):
     z: float = 0.0
 
 
-class DeviceConfiguration(_Wire):
+class DeviceConfiguration(CamelModel):
     """How to talk to one device. ``{}`` is valid: every key has a default."""
 
     model_config = ConfigDict(frozen=True)

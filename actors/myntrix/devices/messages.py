@@ -12,8 +12,6 @@ To a device's actor (``device/<uuid>`` in the registry), from the
   the caller awaits, so the actor's mailbox is never held up by a slow device.
 - :class:`UploadFile`, :class:`CancelUpload`: run or cancel an upload job.
 - :class:`GetDeviceState`: the device as its actor sees it this instant; :class:`RenameDevice`.
-
-To the module (``devices`` in the registry): :class:`GetDevices`.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ __all__ = [
     "ConnectDevice",
     "DisconnectDevice",
     "GetDeviceState",
-    "GetDevices",
     "ReleaseDevice",
     "RenameDevice",
     "SendCommand",
@@ -89,7 +86,3 @@ class CancelUpload(Message):
     """Cancel the running upload; its job fails with "cancelled by <by>". Answers the job's id."""
 
     by: str
-
-
-class GetDevices(Message):
-    """Answer the module's :class:`~actors.myntrix.devices.devices.Devices` face."""

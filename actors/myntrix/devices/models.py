@@ -9,7 +9,7 @@ A row holds what the user configured (``name``, ``type``, ``connection_string``,
 observed columns and ``desired_state``; the :class:`~actors.myntrix.devices.devices.Devices` face
 writes the configured ones. ``connection_string`` is kept as the user wrote it, password
 included (the runtime needs it to connect); it leaves the process only through
-:func:`device_from_record`, masked.
+:class:`~actors.myntrix.devices.schemas.Device`, masked.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from drivers.link import mask_connection_string
 from vareon_runtime.clock import utcnow
 from vareon_runtime.store.models import Base, UTCDateTime
 
-from .configuration import DeviceConfiguration
-from .schemas import Device, DeviceDesiredState, DeviceStatus
+from .schemas import Device
 
-__all__ = ["DeviceRecord", "device_from_record", "load_device", "read_device"]
+__all__ = ["DeviceRecord", "load_device", "read_device"]
 
 
 class DeviceRecord(Base):
@@ -59,30 +57,12 @@ class DeviceRecord(Base):
         return f"DeviceRecord(id={self.id!r}, name={self.name!r}, status={self.status!r})"
 
 
-def device_from_record(row: DeviceRecord) -> Device:
-    """The wire shape of a ``devices`` row (in the store's worker thread), password masked."""
-    return Device(
-        id=row.id,
-        name=row.name,
-        type=row.type,
-        connection_string=mask_connection_string(row.connection_string),
-        status=DeviceStatus(row.status),
-        last_seen=row.last_seen,
-        firmware_version=row.firmware_version,
-        configuration=DeviceConfiguration.model_validate(row.configuration),
-        desired_state=DeviceDesiredState(row.desired_state),
-        last_error=row.last_error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
 def read_device(device_id: str) -> Callable[[Session], Device | None]:
     """A store read returning the device's wire shape (None when there is no such row)."""
 
     def read(session: Session) -> Device | None:
         row = session.get(DeviceRecord, device_id)
-        return device_from_record(row) if row is not None else None
+        return Device.model_validate(row) if row is not None else None
 
     return read
 
@@ -92,6 +72,6 @@ def load_device(device_id: str) -> Callable[[Session], tuple[Device, str] | None
 
     def load(session: Session) -> tuple[Device, str] | None:
         row = session.get(DeviceRecord, device_id)
-        return (device_from_record(row), row.connection_string) if row is not None else None
+        return (Device.model_validate(row), row.connection_string) if row is not None else None
 
     return load

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from vareon_runtime.actor import Actor
 from vareon_runtime.bus import Event, EventBus, Overflow, Subscription
+from vareon_runtime.checks import check_counts, check_seconds
 from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import StoreError
 from vareon_runtime.store import Store, TelemetryRecord
@@ -188,19 +189,10 @@ class TelemetryRecorder(Actor):
         prune_batch: int = 5000,
     ) -> None:
         super().__init__()
-        if not flush_interval > 0:
-            raise ValueError(f"flush_interval must be a positive number of seconds, not {flush_interval!r}")
+        check_seconds({"flush_interval": flush_interval, "prune_interval": prune_interval})
         if not keep_days >= 0:
             raise ValueError(f"keep_days must be 0 (keep everything) or more, not {keep_days!r}")
-        if not prune_interval > 0:
-            raise ValueError(f"prune_interval must be a positive number of seconds, not {prune_interval!r}")
-        for name, number in (
-            ("batch_max", batch_max),
-            ("queue_size", queue_size),
-            ("prune_batch", prune_batch),
-        ):
-            if number < 1:
-                raise ValueError(f"{name} must be at least 1, not {number!r}")
+        check_counts({"batch_max": batch_max, "queue_size": queue_size, "prune_batch": prune_batch})
         if max_pending < batch_max:
             raise ValueError(f"max_pending ({max_pending}) must be at least batch_max ({batch_max})")
         self.name = "telemetry-recorder"

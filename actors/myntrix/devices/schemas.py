@@ -9,11 +9,11 @@ connect, and nothing else ever shows it.
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
 
 from pydantic import ConfigDict, Field, field_validator
 
-from ..schemas import Timestamp, _Wire
+from actors.kit.wire import CamelModel, Timestamp
+from drivers.link import mask_connection_string
 from .configuration import DeviceConfiguration
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "Device",
     "DeviceCreate",
     "DeviceDesiredState",
-    "DevicePage",
     "DeviceStatus",
     "DeviceStatusReport",
     "DeviceUpdate",
@@ -59,7 +58,7 @@ def _connection_string(value: str) -> str:
     return value
 
 
-class DeviceCreate(_Wire):
+class DeviceCreate(CamelModel):
     """``POST /api/myntrix/devices``."""
 
     name: str = Field(min_length=1, max_length=255)
@@ -74,7 +73,7 @@ class DeviceCreate(_Wire):
     _checked = field_validator("connection_string")(_connection_string)
 
 
-class DeviceUpdate(_Wire):
+class DeviceUpdate(CamelModel):
     """``PUT /api/myntrix/devices/{id}``: the fields given are changed. A new connection string or
     configuration reopens the link (if the device is to be connected)."""
 
@@ -89,7 +88,7 @@ class DeviceUpdate(_Wire):
         return None if value is None else _connection_string(value)
 
 
-class Device(_Wire):
+class Device(CamelModel):
     """One device as the API shows it."""
 
     model_config = ConfigDict(frozen=True)
@@ -100,6 +99,9 @@ class Device(_Wire):
     connection_string: str = Field(description="As configured, with any password shown as ***.")
     status: DeviceStatus
     last_seen: Timestamp | None = Field(description="When the device last sent anything.")
+
+    # The row keeps the password in clear (the runtime needs it to connect); the wire never does.
+    _masked = field_validator("connection_string")(mask_connection_string)
     firmware_version: str | None = Field(description="From the reply to the configuration's identifyCommand.")
     configuration: DeviceConfiguration
     desired_state: DeviceDesiredState
@@ -108,14 +110,7 @@ class Device(_Wire):
     updated_at: Timestamp
 
 
-class DevicePage(NamedTuple):
-    """A page of devices and how many match in all (for ``X-Total-Count``)."""
-
-    items: list[Device]
-    total: int
-
-
-class DeviceStatusReport(_Wire):
+class DeviceStatusReport(CamelModel):
     """``GET /api/myntrix/hardware/{id}/status`` (seed 002's legacy name): the live part of a device."""
 
     model_config = ConfigDict(frozen=True)
@@ -129,7 +124,7 @@ class DeviceStatusReport(_Wire):
     last_error: str | None
 
 
-class CommandRequest(_Wire):
+class CommandRequest(CamelModel):
     """``POST /api/myntrix/devices/{id}/command``."""
 
     command: str = Field(
@@ -150,7 +145,7 @@ class CommandRequest(_Wire):
         return value
 
 
-class CommandReply(_Wire):
+class CommandReply(CamelModel):
     """What the device answered. ``ok`` is false when a line matched the configuration's
     ``errorPattern``: the device did answer, with an error."""
 

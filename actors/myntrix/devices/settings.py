@@ -1,13 +1,15 @@
 """Tunables of the devices module that are not per device (timeouts, reconnection, queues).
 
 The ones a user tunes come from ``config.toml``'s ``[myntrix]`` section
-(:func:`~actors.myntrix.devices.component.devices_component` maps them); the rest keep these
+(:mod:`~actors.myntrix.devices.component` maps them); the rest keep these
 defaults, and tests pass their own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from vareon_runtime.checks import check_counts, check_seconds
 
 __all__ = ["DeviceSettings"]
 
@@ -50,21 +52,11 @@ class DeviceSettings:
     telemetry_keep_days: float = 7.0
 
     def __post_init__(self) -> None:
-        for name in ("queue_max", "max_line", "receive_size", "actor_max_restarts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        for name in (
-            "command_timeout",
-            "reconnect_max",
-            "stable_after",
-            "seen_interval",
-            "connect_wait",
-            "actor_period",
-            "shutdown_timeout",
-            "telemetry_flush_interval",
-        ):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
+        check_counts(vars(self), "queue_max", "max_line", "receive_size", "actor_max_restarts")
+        check_seconds(
+            vars(self), "command_timeout", "reconnect_max", "stable_after", "seen_interval", "connect_wait",
+            "actor_period", "shutdown_timeout", "telemetry_flush_interval",
+        )  # fmt: skip
         if not 0 <= self.reconnect_initial <= self.reconnect_max:
             raise ValueError(
                 f"reconnect_initial ({self.reconnect_initial!r}) must be between 0 and reconnect_max"

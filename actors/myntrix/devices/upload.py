@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -167,25 +167,19 @@ class _Reporter:
             await self._progress(done, self.total)
 
 
+@dataclass(eq=False, kw_only=True)
 class _GcodeSender:
-    def __init__(
-        self,
-        channel: LineChannel,
-        *,
-        line_numbers: bool,
-        terminator: bytes,
-        reply_timeout: float,
-        max_resends: int,
-    ) -> None:
-        self.channel = channel
-        self.line_numbers = line_numbers
-        self.terminator = terminator
-        self.reply_timeout = reply_timeout
-        self.max_resends = max_resends
-        self.history: deque[tuple[int, str]] = deque(maxlen=HISTORY)
-        self.received: deque[str] = deque(maxlen=RECEIVED_KEPT)
-        self.resends = 0
-        self.bytes_sent = 0
+    """Sends numbered G-code lines over ``channel``, each after the ``ok`` of the one before."""
+
+    channel: LineChannel
+    line_numbers: bool
+    terminator: bytes
+    reply_timeout: float
+    max_resends: int
+    history: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    received: deque[str] = field(default_factory=lambda: deque(maxlen=RECEIVED_KEPT))
+    resends: int = 0
+    bytes_sent: int = 0
 
     def _frame(self, number: int, command: str) -> bytes:
         if not self.line_numbers or number == 0:
@@ -319,7 +313,7 @@ async def send_gcode(
         raise ValueError(f"max_resends must be 0 or more, not {max_resends!r}")
     started = trio.current_time()
     sender = _GcodeSender(
-        channel,
+        channel=channel,
         line_numbers=line_numbers,
         terminator=line_terminator.encode(),
         reply_timeout=reply_timeout,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from drivers.link import Link
 from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import ServiceError, VareonError
 
-from ..jobs import Jobs
-from ..schemas import JobStatus
+from actors.kit.jobs import Jobs
+from actors.kit.states import RunState
 from .configuration import DeviceConfiguration, UploadMode
 from .lines import LineRouter
 from .telemetry import DeviceStream
@@ -37,18 +38,16 @@ Sent = tuple[str, dict[str, Any]]
 """What a finished upload reports: its job's last log line and details."""
 
 
+@dataclass(frozen=True, eq=False)
 class _LinkChannel:
     """The :class:`~actors.myntrix.devices.upload.LineChannel` an upload gets: the device's link
     for writing, the lines the reader routes to the slot holder for reading."""
 
-    def __init__(
-        self, link: Link, lines: LineRouter, inbox: trio.MemoryReceiveChannel[str], *, echo: DeviceStream | None, encoding: str
-    ) -> None:
-        self._link = link
-        self._lines = lines
-        self._inbox = inbox
-        self._echo = echo
-        self._encoding = encoding
+    _link: Link
+    _lines: LineRouter
+    _inbox: trio.MemoryReceiveChannel[str]
+    _echo: DeviceStream | None
+    _encoding: str
 
     async def send(self, data: bytes) -> None:
         await self._link.send(data)
@@ -103,25 +102,25 @@ class UploadJob:
         Raises:
             Exception: a bug (not a device's, a link's or the file's failure), after recording it.
         """
-        ok, note, details = False, "the device's actor stopped during the upload", None
+        state, note, details = RunState.FAILED, "the device's actor stopped during the upload", None
         try:
             with self.scope:
                 note, details = await send()
-                ok = True
+                state = RunState.SUCCEEDED
             if self.scope.cancelled_caught:
-                ok, note, details = False, self.cancel_note or "cancelled", None
+                state, note, details = RunState.CANCELLED, self.cancel_note or "cancelled", None
         except (ServiceError, LinkError) as exc:
-            ok, note, details = False, f"failed: {exc}", getattr(exc, "details", None)
+            state, note, details = RunState.FAILED, f"failed: {exc}", getattr(exc, "details", None)
         except OSError as exc:
-            ok, note, details = False, f"failed: cannot read the uploaded file: {exc}", None
+            state, note, details = RunState.FAILED, f"failed: cannot read the uploaded file: {exc}", None
         except Exception as exc:
-            ok, note = False, f"failed: {type(exc).__name__}: {exc}"
+            state, note = RunState.FAILED, f"failed: {type(exc).__name__}: {exc}"
             raise  # a bug: the actor crashes and its supervisor starts it again
         finally:
             ended()
             with trio.CancelScope(shield=True):
                 try:
-                    await self._jobs.finish(self.job_id, ok=ok, log=note, details=_jsonable(details))
+                    await self._jobs.finish(self.job_id, state, log=note, details=_jsonable(details))
                 except VareonError as exc:
                     log.error("%s: the outcome of upload job %s (%s) was not recorded: %s", self._actor, self.job_id, note, exc)
             self.done.set()
@@ -157,7 +156,7 @@ class UploadJob:
             OSError: the file cannot be read.
         """
         settings = config.upload
-        await self._note(status=JobStatus.RUNNING, line=f"sending {self.filename} to {device} ({settings.mode.value})")
+        await self._note(state=RunState.RUNNING, line=f"sending {self.filename} to {device} ({settings.mode.value})")
         last = -1
 
         async def progress(done: int, total: int) -> None:
@@ -168,7 +167,7 @@ class UploadJob:
                 await self._note(progress=percent)
 
         gcode = settings.mode is UploadMode.GCODE
-        channel = _LinkChannel(link, lines, lines.attach(), echo=stream if gcode else None, encoding=config.encoding)
+        channel = _LinkChannel(link, lines, lines.attach(), stream if gcode else None, config.encoding)
         try:
             if gcode:
                 total = await trio.to_thread.run_sync(count_gcode_lines, self.path)
@@ -199,10 +198,10 @@ class UploadJob:
         }
         return note, details
 
-    async def _note(self, *, progress: int | None = None, status: JobStatus | None = None, line: str | None = None) -> None:
+    async def _note(self, *, progress: int | None = None, state: RunState | None = None, line: str | None = None) -> None:
         """Report into the job; a database failure must not stop the upload."""
         try:
-            await self._jobs.update(self.job_id, progress=progress, status=status, log=line)
+            await self._jobs.update(self.job_id, progress=progress, state=state, log=line)
         except VareonError as exc:
             log.warning("%s: upload job %s not updated: %s", self._actor, self.job_id, exc)
 

@@ -1,8 +1,8 @@
 """Myntrix task scheduling: the cron scheduler actor, task actions, runs and their history.
 
-The web front reaches it through the registry: ``await tasks_of(ctx.registry)`` answers the
-:class:`Tasks` face of the running module (see :mod:`actors.myntrix.scheduler.component`).
-Action kinds are a registry (:data:`ACTIONS`): ``script``, ``api``, ``agent``.
+The web front reaches it through its face, :class:`Tasks` (``registry.face(Tasks)``, provided by
+:mod:`actors.myntrix.scheduler.component`). Action kinds are a registry (:data:`ACTIONS`):
+``script``, ``api``, ``agent``.
 """
 
 from actors.myntrix.scheduler.actions import ACTIONS as ACTIONS
@@ -11,58 +11,54 @@ from actors.myntrix.scheduler.actions import ActionContext as ActionContext
 from actors.myntrix.scheduler.actions import ActionOutcome as ActionOutcome
 from actors.myntrix.scheduler.actions import ActionRegistry as ActionRegistry
 from actors.myntrix.scheduler.actions import UnknownActionError as UnknownActionError
+from actors.myntrix.scheduler.actor import TaskScheduler as TaskScheduler
 from actors.myntrix.scheduler.component import SCHEDULER_NAME as SCHEDULER_NAME
 from actors.myntrix.scheduler.component import SchedulerModule as SchedulerModule
-from actors.myntrix.scheduler.component import scheduler_component as scheduler_component
-from actors.myntrix.scheduler.component import tasks_of as tasks_of
+from actors.myntrix.scheduler.component import component as component
 from actors.myntrix.scheduler.cron import CronSchedule as CronSchedule
 from actors.myntrix.scheduler.cron import next_fire_times as next_fire_times
 from actors.myntrix.scheduler.cron import parse_cron as parse_cron
 from actors.myntrix.scheduler.errors import InvalidCronError as InvalidCronError
 from actors.myntrix.scheduler.errors import TaskBusyError as TaskBusyError
 from actors.myntrix.scheduler.messages import GetSchedule as GetSchedule
-from actors.myntrix.scheduler.messages import GetTasks as GetTasks
 from actors.myntrix.scheduler.messages import ScheduleTask as ScheduleTask
 from actors.myntrix.scheduler.messages import TaskSpec as TaskSpec
 from actors.myntrix.scheduler.messages import UnscheduleTask as UnscheduleTask
 from actors.myntrix.scheduler.models import ScheduledTaskRecord as ScheduledTaskRecord
+from actors.myntrix.scheduler.models import TASK_RUNS as TASK_RUNS
 from actors.myntrix.scheduler.models import TaskRunRecord as TaskRunRecord
-from actors.myntrix.scheduler.run import RunControl as RunControl
-from actors.myntrix.scheduler.run import RunWorker as RunWorker
+from actors.myntrix.scheduler.run import TaskRunControl as TaskRunControl
+from actors.myntrix.scheduler.run import TaskRunWorker as TaskRunWorker
 from actors.myntrix.scheduler.run import run_topic as run_topic
-from actors.myntrix.scheduler.runs import Runs as Runs
-from actors.myntrix.scheduler.scheduler import TaskScheduler as TaskScheduler
+from actors.myntrix.scheduler.runs import TaskRuns as TaskRuns
 from actors.myntrix.scheduler.schemas import MisfirePolicy as MisfirePolicy
 from actors.myntrix.scheduler.schemas import Overlap as Overlap
 from actors.myntrix.scheduler.schemas import RunStatus as RunStatus
+from actors.myntrix.scheduler.schemas import TASK_RUN_WORDS as TASK_RUN_WORDS
 from actors.myntrix.scheduler.schemas import RunTrigger as RunTrigger
 from actors.myntrix.scheduler.schemas import Task as Task
 from actors.myntrix.scheduler.schemas import TaskCreate as TaskCreate
-from actors.myntrix.scheduler.schemas import TaskPage as TaskPage
 from actors.myntrix.scheduler.schemas import TaskRun as TaskRun
-from actors.myntrix.scheduler.schemas import TaskRunPage as TaskRunPage
 from actors.myntrix.scheduler.schemas import TaskUpdate as TaskUpdate
 from actors.myntrix.scheduler.settings import SchedulerSettings as SchedulerSettings
-from actors.myntrix.scheduler.tasks import Tasks as Tasks
+from actors.myntrix.scheduler.service import Tasks as Tasks
 
 __all__ = [
     "ACTIONS",
     "SCHEDULER_NAME",
+    "TASK_RUNS",
+    "TASK_RUN_WORDS",
     "Action",
     "ActionContext",
     "ActionOutcome",
     "ActionRegistry",
     "CronSchedule",
     "GetSchedule",
-    "GetTasks",
     "InvalidCronError",
     "MisfirePolicy",
     "Overlap",
-    "RunControl",
     "RunStatus",
     "RunTrigger",
-    "RunWorker",
-    "Runs",
     "ScheduleTask",
     "ScheduledTaskRecord",
     "SchedulerModule",
@@ -70,19 +66,19 @@ __all__ = [
     "Task",
     "TaskBusyError",
     "TaskCreate",
-    "TaskPage",
     "TaskRun",
-    "TaskRunPage",
+    "TaskRunControl",
     "TaskRunRecord",
+    "TaskRunWorker",
+    "TaskRuns",
     "TaskScheduler",
     "TaskSpec",
     "TaskUpdate",
     "Tasks",
     "UnknownActionError",
     "UnscheduleTask",
+    "component",
     "next_fire_times",
     "parse_cron",
     "run_topic",
-    "scheduler_component",
-    "tasks_of",
 ]

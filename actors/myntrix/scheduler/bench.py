@@ -76,7 +76,8 @@ def _vareon(count: int, idle: float, data: Path) -> dict[str, Any]:
     from vareon_runtime.supervisor import ChildSpec, Supervisor
 
     from .actions import ActionContext, ActionOutcome, ActionParameters, ActionRegistry
-    from .component import SchedulerModule, tasks_of
+    from .component import SchedulerModule
+    from .service import Tasks
     from .settings import SchedulerSettings
 
     fired: list[float] = []
@@ -111,7 +112,7 @@ def _vareon(count: int, idle: float, data: Path) -> dict[str, Any]:
             root = Supervisor("root", [ChildSpec("scheduler", factory, shutdown=120.0)], registry=registry, bus=bus)
             await nursery.start(root.run)
             settle_collector()  # as Runtime.run does once its root supervisor has started
-            tasks = await tasks_of(registry)
+            tasks = registry.face(Tasks)
             _, first, second = _plan(idle)
             minute_a, minute_b = int(first // 60 % 60), int(second // 60 % 60)
             schedule = f"{minute_a},{minute_b} * * * *"
@@ -120,10 +121,7 @@ def _vareon(count: int, idle: float, data: Path) -> dict[str, Any]:
 
             async def create(i: int) -> None:
                 async with limiter:
-                    await tasks.create(
-                        {"name": f"bench-{i}", "schedule": schedule, "action": "bench", "overlap": "allow"},
-                        role="operator",  # type: ignore[arg-type]
-                    )
+                    await tasks.create({"name": f"bench-{i}", "schedule": schedule, "action": "bench", "overlap": "allow"})
 
             async with trio.open_nursery() as creating:
                 for i in range(count):

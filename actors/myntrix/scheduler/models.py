@@ -10,7 +10,9 @@ later change of ``config.toml`` never moves the fire times of tasks that exist.
 Runs belong to their task: deleting a task deletes its runs (``ON DELETE CASCADE``, and the
 face deletes them explicitly too, as SQLite enforces the key only where foreign keys are on).
 What ran stays visible in ``jobs`` (type ``task.run``), which is not pruned with the task. A
-task keeps its newest ``task_runs_keep`` runs: :func:`prune_runs` deletes the older ones.
+task keeps its newest ``task_runs_keep`` runs: the kit's recorder prunes the older ones
+(:data:`TASK_RUNS` tells it how the table is laid out). ``status`` holds a
+:class:`~actors.kit.states.RunState` value.
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, delete, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
 
+from actors.kit.recorder import RunTable
 from vareon_runtime.clock import utcnow
 from vareon_runtime.store.models import Base, UTCDateTime
 
-from .schemas import RunStatus, RunTrigger, TaskRun
 
-__all__ = ["ScheduledTaskRecord", "TaskRunRecord", "prune_runs", "run_from_record"]
+__all__ = ["TASK_RUNS", "ScheduledTaskRecord", "TaskRunRecord"]
 
 class ScheduledTaskRecord(Base):
     """One scheduled task: when it fires (``schedule`` in ``timezone``) and what it does
@@ -61,6 +63,7 @@ class ScheduledTaskRecord(Base):
     def __repr__(self) -> str:
         return f"ScheduledTaskRecord(id={self.id!r}, name={self.name!r}, schedule={self.schedule!r})"
 
+
 class TaskRunRecord(Base):
     """One run of a task (or one fire time skipped, with the reason in ``error``)."""
 
@@ -77,7 +80,7 @@ class TaskRunRecord(Base):
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     start_time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    # running | succeeded | failed | timeout | skipped | cancelled
+    # A RunState value: running | succeeded | failed | timeout | skipped | cancelled
     status: Mapped[str] = mapped_column(String(16))
     # cron | manual
     trigger: Mapped[str] = mapped_column(String(8))
@@ -96,34 +99,13 @@ class TaskRunRecord(Base):
     def __repr__(self) -> str:
         return f"TaskRunRecord(id={self.id!r}, task_id={self.task_id!r}, status={self.status!r})"
 
-def run_from_record(row: TaskRunRecord) -> TaskRun:
-    """The wire shape of a ``task_runs`` row (in the store's worker thread)."""
-    return TaskRun(
-        id=row.id,
-        task_id=row.task_id,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        status=RunStatus(row.status),
-        logs=row.logs,
-        trigger=RunTrigger(row.trigger),
-        scheduled_for=row.scheduled_for,
-        exit_code=row.exit_code,
-        http_status=row.http_status,
-        error=row.error,
-        job_id=row.job_id,
-    )
 
-
-def prune_runs(session: Session, task_id: str, keep: int) -> None:
-    """Delete the task's runs beyond the newest ``keep`` (one statement)."""
-    newest = (
-        select(TaskRunRecord.id)
-        .where(TaskRunRecord.task_id == task_id)
-        .order_by(TaskRunRecord.start_time.desc(), TaskRunRecord.id.desc())
-        .limit(keep)
-    )
-    session.execute(
-        delete(TaskRunRecord)
-        .where(TaskRunRecord.task_id == task_id, TaskRunRecord.id.not_in(newest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
+TASK_RUNS = RunTable(
+    table=TaskRunRecord.__table__,  # type: ignore[arg-type]
+    owner=TaskRunRecord.__table__.c.task_id,
+    owners=ScheduledTaskRecord.__table__,  # type: ignore[arg-type]
+    newest=(TaskRunRecord.__table__.c.start_time, TaskRunRecord.__table__.c.id),
+    changes=("end_time", "status", "exit_code", "http_status", "error", "logs", "pid", "process_create_time"),
+    identity=("pid", "process_create_time"),
+)
+"""How the kit's recorder writes, prunes and recovers task runs."""

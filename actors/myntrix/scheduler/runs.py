@@ -1,15 +1,15 @@
-"""``Runs``: the book of a scheduler module's live runs, and starting, skipping and cancelling them.
+"""``TaskRuns``: the runs of a scheduler module: booking, starting, skipping and cancelling them.
 
-The scheduler actor and the :class:`~actors.myntrix.scheduler.tasks.Tasks` face start runs
-through it, in two synchronous steps: :meth:`Runs.reserve` checks the overlap policy against
-the runs in the book and books the new one, :meth:`Runs.start` adds it as the child
-``<run id>``, a :class:`~actors.myntrix.scheduler.run.RunWorker`, to the ``task-runs``
+The scheduler actor and the :class:`~actors.myntrix.scheduler.service.Tasks` face start runs
+through it, in two synchronous steps: :meth:`TaskRuns.reserve` checks the overlap policy
+against the live runs in the book (:class:`~actors.kit.runs.RunBook`) and books the new one,
+:meth:`TaskRuns.start` adds it as the child ``<run id>``, a
+:class:`~actors.myntrix.scheduler.run.TaskRunWorker`, to the ``task-runs``
 :class:`~vareon_runtime.dynamic_supervisor.DynamicSupervisor` and notes its start with the
 recorder. Neither waits, so the runs due at one instant all start in the scheduler's one sweep,
 before the recorder writes any of them. A fire time that does not run (overlap, misfire) is
-recorded by :meth:`Runs.skip`; :meth:`Runs.cancel` stops runs (the task was deleted, the runtime
-is stopping). Rows are written by the module's
-:class:`~actors.myntrix.scheduler.recorder.RunRecorder`.
+recorded by :meth:`TaskRuns.skip`; :meth:`TaskRuns.cancel` stops runs (the task was deleted, the
+runtime is stopping). Rows are written by the module's :class:`~actors.kit.recorder.Recorder`.
 """
 
 from __future__ import annotations
@@ -19,34 +19,32 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-import trio
-
+from actors.kit.recorder import Recorder
+from actors.kit.runs import RunBook
+from actors.kit.states import RunState
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import isoformat
 from vareon_runtime.dynamic_supervisor import DynamicSupervisor
 from vareon_runtime.errors import NotFoundError, UnavailableError, VareonError
 from vareon_runtime.registry import Registry
 
-from ..jobs import Jobs
 from .actions import ActionRegistry
 from .errors import TaskBusyError
 from .messages import TaskSpec
-from .recorder import RunRecorder
-from .run import RunControl, RunWorker, run_topic
-from .schemas import Overlap, RunStatus, RunTrigger, TaskRun
+from .run import TaskRunControl, TaskRunWorker, run_topic
+from .schemas import TASK_RUN_WORDS, Overlap, RunTrigger, TaskRun
 from .settings import SchedulerSettings
 
-__all__ = ["Runs"]
+__all__ = ["TaskRuns"]
 
 log = logging.getLogger("vareon.myntrix.scheduler.runs")
 
 
-class Runs:
-    """The runs of one scheduler module: the book of live runs, starting and cancelling them.
+class TaskRuns:
+    """The runs of one scheduler module (see the module docstring).
 
     Args:
         bus, registry: the runtime's.
-        jobs: the jobs table (the module's recovery finishes the jobs of interrupted runs).
         recorder: where the runs' rows and jobs are written.
         actions: the action kinds (the global registry, or a private one in tests and benches).
         settings: the module's tunables.
@@ -59,8 +57,7 @@ class Runs:
         self,
         bus: EventBus,
         registry: Registry,
-        jobs: Jobs,
-        recorder: RunRecorder,
+        recorder: Recorder,
         actions: ActionRegistry,
         *,
         settings: SchedulerSettings,
@@ -69,22 +66,21 @@ class Runs:
     ) -> None:
         self.bus = bus
         self.registry = registry
-        self.jobs = jobs
         self.recorder = recorder
         self.actions = actions
         self.settings = settings
         self.now = now
         self.supervisor = supervisor
-        self._live: dict[str, dict[str, RunControl]] = {}  # task id -> run id -> control
-        self.closing = False
+        self.book: RunBook[TaskRunControl] = RunBook()
 
-    # ------------------------------------------------------------------ the book
+    @property
+    def closing(self) -> bool:
+        """Whether the module is stopping (nothing new is booked)."""
+        return self.book.closing
 
-    def live(self, task_id: str | None = None) -> list[RunControl]:
+    def live(self, task_id: str | None = None) -> list[TaskRunControl]:
         """The booked runs of a task (every task's when None), oldest first."""
-        if task_id is not None:
-            return list(self._live.get(task_id, {}).values())
-        return [control for runs in self._live.values() for control in runs.values()]
+        return self.book.live(task_id)
 
     def reserve(
         self,
@@ -94,38 +90,28 @@ class Runs:
         *,
         note: str | None = None,
         user: str | None = None,
-    ) -> RunControl | None:
+    ) -> TaskRunControl | None:
         """Book a run of ``spec`` unless its overlap policy forbids one now (then None)."""
-        booked = self._live.get(spec.id)
-        if self.closing or (booked and spec.overlap is Overlap.SKIP):
-            return None
-        control = RunControl(spec, trigger, scheduled_for, note=note, user=user)
-        self._live.setdefault(spec.id, {})[control.run_id] = control
-        return control
+        control = TaskRunControl(owner_id=spec.id, spec=spec, trigger=trigger, scheduled_for=scheduled_for, note=note, user=user)
+        limit = 1 if spec.overlap is Overlap.SKIP else None
+        return control if self.book.book(control, limit=limit) else None
 
-    def release(self, control: RunControl) -> None:
-        """Take an ended (or never started) run out of the book and set its events; the run
-        worker calls it last."""
-        runs = self._live.get(control.task_id)
-        if runs is not None:
-            runs.pop(control.run_id, None)
-            if not runs:
-                del self._live[control.task_id]
-        control.done.set()
-
-    def start(self, control: RunControl) -> None:
+    def start(self, control: TaskRunControl) -> None:
         """Start the booked run as the child ``<run id>`` and note its start with the recorder;
         on failure the booking is released.
 
         Raises:
             SupervisorStoppedError: the ``task-runs`` supervisor is stopping (the module is).
         """
-        worker = RunWorker(self, control)
+        worker = TaskRunWorker(
+            control, book=self.book, recorder=self.recorder, bus=self.bus, registry=self.registry,
+            actions=self.actions, now=self.now, log_max=self.settings.log_max,
+        )  # fmt: skip
         try:
             self.supervisor().start_child(control.run_id, worker)
         except VareonError as exc:
             control.error = exc
-            self.release(control)
+            self.book.release(control)
             raise
         worker.note_start()
 
@@ -169,7 +155,7 @@ class Runs:
                 "scheduled_for": scheduled_for,
                 "start_time": now,
                 "end_time": now,
-                "status": RunStatus.SKIPPED.value,
+                "status": RunState.SKIPPED.value,
                 "trigger": RunTrigger.CRON.value,
                 "error": reason,
             }
@@ -186,23 +172,18 @@ class Runs:
                 "event": "skipped",
                 "taskId": spec.id,
                 "runId": run_id,
-                "status": RunStatus.SKIPPED.value,
+                "status": TASK_RUN_WORDS.wire(RunState.SKIPPED).value,
                 "scheduledFor": isoformat(scheduled_for),
                 "error": reason,
             },
         )
 
-    # ------------------------------------------------------------------ stopping
-
-    async def cancel(self, controls: list[RunControl], reason: str, *, timeout: float) -> list[RunControl]:
+    async def cancel(
+        self, controls: list[TaskRunControl], reason: str, *, by: str | None = None, timeout: float
+    ) -> list[TaskRunControl]:
         """Cancel ``controls`` at once and wait up to ``timeout`` seconds for them to end.
 
         Returns:
             The runs that had not ended by then.
         """
-        for control in controls:
-            control.cancel(reason)
-        with trio.move_on_after(timeout):
-            for control in controls:
-                await control.done.wait()
-        return [control for control in controls if not control.done.is_set()]
+        return await self.book.cancel(controls, reason, by=by, timeout=timeout)

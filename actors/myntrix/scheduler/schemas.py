@@ -3,34 +3,37 @@
 Every model reads both spellings (``misfirePolicy`` and ``misfire_policy``) and the web front
 writes the camelCase aliases. Record times go out as ISO 8601 in UTC with a ``Z``; the coming
 fire times (``nextRun``, ``nextRuns``) go out in the task's own zone with its offset
-(``2024-10-27T02:30:00+02:00``), so the user sees the wall times asked for.
+(``2024-10-27T02:30:00+02:00``), so the user sees the wall times asked for; a task in UTC gets a
+``Z`` there too.
+
+A run's status is seed 001's word for its :class:`~actors.kit.states.RunState`
+(:data:`TASK_RUN_WORDS`): ``success`` for a run that went well (``succeeded``, its former
+spelling, is still read).
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
-from ..schemas import Timestamp
+from actors.kit.states import RunState, Words
+from actors.kit.wire import CamelModel, LocalTimestamp, Timestamp
 
 __all__ = [
     "MAX_MISFIRE_GRACE",
     "MAX_TIMEOUT",
     "NEXT_RUNS",
-    "LocalTimestamp",
+    "TASK_RUN_WORDS",
     "MisfirePolicy",
     "Overlap",
     "RunStatus",
     "RunTrigger",
     "Task",
     "TaskCreate",
-    "TaskPage",
+    "TaskFields",
     "TaskRun",
-    "TaskRunPage",
     "TaskUpdate",
 ]
 
@@ -42,22 +45,6 @@ MAX_MISFIRE_GRACE = 7 * 86400.0
 
 NEXT_RUNS = 5
 """Coming fire times listed in ``nextRuns``."""
-
-LocalTimestamp = Annotated[
-    datetime,
-    PlainSerializer(lambda moment: moment.isoformat(), return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
-]
-"""A datetime sent as ISO 8601 with its own offset (the task's zone)."""
-
-
-class _Wire(BaseModel):
-    """camelCase aliases on the wire, either spelling accepted on input."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid"
-    )
-
 
 class Overlap(str, enum.Enum):
     """May a run start while the task's previous run is still running?"""
@@ -73,15 +60,25 @@ class MisfirePolicy(str, enum.Enum):
     RUN_ONCE = "run_once"  # one run, if the latest missed time is within misfireGrace
 
 
-class RunStatus(str, enum.Enum):
-    """Where a run is. ``skipped``: the fire time did not run (overlap or misfire), ``error`` says why."""
+TASK_RUN_WORDS = Words(
+    "RunStatus",
+    {
+        RunState.PENDING: "pending",
+        RunState.RUNNING: "running",
+        RunState.SUCCEEDED: "success",
+        RunState.FAILED: "failed",
+        RunState.TIMEOUT: "timeout",
+        RunState.SKIPPED: "skipped",
+        RunState.CANCELLED: "cancelled",
+    },
+    former={"succeeded": "success"},
+    module=__name__,
+)
+"""Task runs' words for the run states (seed 001's, and ``timeout``, ``skipped``, ``cancelled``)."""
 
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
+RunStatus = TASK_RUN_WORDS.enum
+"""Where a run is. ``skipped``: the fire time did not run (overlap or misfire), ``error`` says
+why."""
 
 
 class RunTrigger(str, enum.Enum):
@@ -113,7 +110,7 @@ _GRACE = Field(
 )
 
 
-class TaskCreate(_Wire):
+class TaskCreate(CamelModel):
     """``POST /api/myntrix/tasks``."""
 
     name: str = _NAME
@@ -128,7 +125,7 @@ class TaskCreate(_Wire):
     misfire_grace: float | None = _GRACE
 
 
-class TaskUpdate(_Wire):
+class TaskUpdate(CamelModel):
     """``PUT /api/myntrix/tasks/{id}``: the fields given are changed (``{"enabled": false}``
     alone disables). ``timeout: null`` removes the timeout; other nulls change nothing."""
 
@@ -144,8 +141,9 @@ class TaskUpdate(_Wire):
     misfire_grace: float | None = _GRACE
 
 
-class Task(_Wire):
-    """One scheduled task as the API shows it (parameters with secrets masked)."""
+class TaskFields(CamelModel):
+    """What a task is, as stored: the scheduler works with it (:class:`~actors.myntrix.scheduler.messages.TaskSpec`,
+    parameters in clear) and the API shows it (:class:`Task`, parameters masked)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -160,17 +158,22 @@ class Task(_Wire):
     overlap: Overlap
     misfire_policy: MisfirePolicy
     misfire_grace: float
-    created_by: str | None
-    created_at: Timestamp
     updated_at: Timestamp
     last_fire_at: Timestamp | None = Field(description="The last fire time the scheduler handled.")
+
+
+class Task(TaskFields):
+    """One scheduled task as the API shows it (parameters with secrets masked)."""
+
+    created_by: str | None
+    created_at: Timestamp
     last_run: Timestamp | None = Field(description="When the latest run started (or was skipped).")
     last_status: RunStatus | None
     next_run: LocalTimestamp | None = Field(description="The next fire time, in the task's zone; null when disabled.")
     next_runs: list[LocalTimestamp] = Field(description=f"The next {NEXT_RUNS} fire times; empty when disabled.")
 
 
-class TaskRun(_Wire):
+class TaskRun(CamelModel):
     """One run of a task (``GET /api/myntrix/tasks/history``, ``POST /api/myntrix/tasks/{id}/run``)."""
 
     model_config = ConfigDict(frozen=True)
@@ -187,17 +190,3 @@ class TaskRun(_Wire):
     http_status: int | None = Field(description="An api action's HTTP status.")
     error: str | None = Field(description="Why the run failed, timed out, was cancelled or skipped.")
     job_id: str | None = Field(description="Its entry in /api/myntrix/jobs.")
-
-
-class TaskPage(NamedTuple):
-    """A page of tasks and how many match in all (for ``X-Total-Count``)."""
-
-    items: list[Task]
-    total: int
-
-
-class TaskRunPage(NamedTuple):
-    """A page of runs, newest first, and how many match in all (for ``X-Total-Count``)."""
-
-    items: list[TaskRun]
-    total: int

@@ -1,7 +1,7 @@
 """Tunables of the scheduler module.
 
 The ones a user tunes come from ``config.toml``'s ``[myntrix]`` section
-(``scheduler_timezone``, ``task_misfire_grace``, ``task_runs_keep``; ``scheduler_component``
+(``scheduler_timezone``, ``task_misfire_grace``, ``task_runs_keep``; the ``component``
 maps them); the rest keep these defaults, and tests pass their own.
 """
 
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..jobs import JOB_LOG_MAX
+from vareon_runtime.checks import check_counts, check_seconds
+
+from actors.kit.jobs import JOB_LOG_MAX
 
 __all__ = ["SchedulerSettings"]
 
@@ -45,11 +47,7 @@ class SchedulerSettings:
     ask_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("runs_keep", "log_max"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        for name in ("sleep_max", "jump_tolerance", "run_shutdown", "shutdown_timeout", "ask_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
+        check_counts(vars(self), "runs_keep", "log_max")
+        check_seconds(vars(self), "sleep_max", "jump_tolerance", "run_shutdown", "shutdown_timeout", "ask_timeout")
         if self.misfire_grace < 0 or self.backward_rebase < 0:
             raise ValueError("misfire_grace and backward_rebase must be 0 or more seconds")

@@ -1,5 +1,5 @@
-"""Fixtures of the Myntrix tests: a real store on a temporary SQLite file, a bus, a registry, and
-the module under a root supervisor (see myntrix_support)."""
+"""Fixtures of the Myntrix tests: a bus, a registry, and the agents module under a root
+supervisor on the store (see agents_support; the store comes from tests/actors/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,21 @@ from pathlib import Path
 
 import pytest
 import trio
-from myntrix_support import Kit, Module
+from agents_support import AgentKit, Module
 
-from actors.myntrix import Agents
+from actors.myntrix.agents import Agents
 from vareon_runtime.bus import EventBus
 from vareon_runtime.registry import Registry
 from vareon_runtime.store import Store
 
 
 @pytest.fixture
-async def store(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Store]:
-    store: Store = await nursery.start(
-        Store(f"sqlite:///{tmp_path / 'data' / 'vareon.db'}", sqlite_synchronous="normal").run
-    )
-    yield store
-    await store.close()
+async def kit(nursery: trio.Nursery, tmp_path: Path, store: Store) -> AgentKit:
+    return AgentKit(tmp_path, store, EventBus(), Registry(), nursery)
 
 
 @pytest.fixture
-async def kit(nursery: trio.Nursery, tmp_path: Path, store: Store) -> Kit:
-    return Kit(tmp_path, store, EventBus(), Registry(), nursery)
-
-
-@pytest.fixture
-async def module(kit: Kit) -> AsyncIterator[Module]:
+async def module(kit: AgentKit) -> AsyncIterator[Module]:
     module = await kit.start_module()
     yield module
     await module.stop()

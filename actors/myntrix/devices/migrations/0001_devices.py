@@ -1,22 +1,13 @@
-"""Myntrix devices: the ``devices`` table.
-
-Revision ID: 0001_devices
-Revises:
-Create Date: 2025-03-01
-"""
+"""Myntrix devices: the ``devices`` table."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001_devices"
-down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = ("devices",)
 # After the kernel's branch, like the myntrix branch, so the kernel's head stays a head.
-depends_on: str | Sequence[str] | None = "kernel"
+revision, down_revision = "0001_devices", None
+branch_labels, depends_on = ("devices",), "kernel"
 
 
 def upgrade() -> None:

@@ -1,5 +1,5 @@
-"""The ``agent`` task action: ``start``, ``stop`` or ``restart`` of an agent through its actor
-(:func:`actors.myntrix.agents_of`).
+"""The ``agent`` task action: ``start``, ``stop`` or ``restart`` of an agent through the agents'
+face (:class:`actors.myntrix.agents.Agents`).
 
 Like ``supervisorctl``, which prints ``ERROR (already started)`` but exits 0, starting a running
 agent or stopping a stopped one succeeds, saying so in the log: the agent is in the state the task
@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from vareon_runtime.errors import ConflictError, NotRegisteredError, ServiceError, VareonError
 
-from ...component import agents_of
-from ...schemas import AgentStatus
+from ...agents.schemas import AgentStatus
+from ...agents.service import Agents
 from .action import ActionContext, ActionOutcome, ActionParameters, BaseAction
 
 __all__ = ["AgentAction", "AgentParameters"]
@@ -49,11 +49,9 @@ class AgentAction(BaseAction):
         assert isinstance(params, AgentParameters)
         operation, agent_id = params.operation, params.agent_id
         try:
-            agents = await agents_of(ctx.registry)
+            agents = ctx.registry.face(Agents)
         except NotRegisteredError:
             return ctx.fail(f"the Myntrix module is not running, so agent {agent_id} cannot {operation}")
-        except VareonError as exc:
-            return ctx.fail(f"the Myntrix module did not answer, so agent {agent_id} cannot {operation}: {exc}")
         ctx.log(f"agent {agent_id}: {operation}")
         try:
             agent = await getattr(agents, operation)(agent_id)

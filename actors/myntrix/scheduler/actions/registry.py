@@ -1,5 +1,6 @@
-"""The task action registry: :class:`ActionRegistry`, the kinds by name, and
-:class:`UnknownActionError` for a kind it does not hold."""
+"""The task action registry: :class:`ActionRegistry`, the kinds by name (a
+:class:`~vareon_runtime.keyed.Keyed` registry), and :class:`UnknownActionError` for a kind it
+does not hold."""
 
 from __future__ import annotations
 
@@ -8,49 +9,48 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vareon_runtime.errors import InvalidRequestError
+from vareon_runtime.errors import InvalidRequestError, UnknownKeyError
+from vareon_runtime.keyed import Keyed
 
 from .action import Action, ActionParameters
 
 __all__ = ["ActionRegistry", "UnknownActionError"]
 
 
-class UnknownActionError(InvalidRequestError):
+class UnknownActionError(UnknownKeyError):
     """No action has the kind; the message names the known ones (422)."""
 
     def __init__(self, kind: str, known: list[str]) -> None:
         super().__init__(
             f"no task action has the kind {kind!r}; known: {', '.join(known) or 'none'}",
-            details={"field": "action", "kind": kind, "known": known},
+            key=kind,
+            known=known,
+            field="action",
+            extra={"kind": kind},
         )
         self.kind = kind
-        self.known = known
 
 
-class ActionRegistry:
+class ActionRegistry(Keyed[Action]):
     """Task actions by kind. Registering a kind twice is an error."""
 
     def __init__(self) -> None:
-        self._actions: dict[str, Action] = {}
+        super().__init__("task action", field="action", unknown=UnknownActionError)
 
     def register(self, kind: str, action: Action) -> None:
         """Add ``action`` under ``kind``.
 
         Raises:
-            ValueError: ``kind`` is taken, or is not the action's own kind.
+            DuplicateKeyError: ``kind`` is taken.
+            ValueError: ``kind`` is not the action's own kind.
         """
-        if kind in self._actions:
-            raise ValueError(f"a task action of kind {kind!r} is already registered ({self._actions[kind]!r})")
         if getattr(action, "kind", kind) != kind:
             raise ValueError(f"action {action!r} has the kind {action.kind!r}; register it under that name, not {kind!r}")
-        self._actions[kind] = action
+        super().register(kind, action)
 
     def kinds(self) -> list[str]:
         """The known kinds, sorted."""
-        return sorted(self._actions)
-
-    def __contains__(self, kind: object) -> bool:
-        return kind in self._actions
+        return self.keys()
 
     def action(self, kind: str) -> Action:
         """The action of ``kind``.
@@ -58,10 +58,7 @@ class ActionRegistry:
         Raises:
             UnknownActionError: no such kind (422, naming the known ones).
         """
-        try:
-            return self._actions[kind]
-        except (KeyError, TypeError):
-            raise UnknownActionError(str(kind), self.kinds()) from None
+        return self[kind]
 
     def validate(
         self,

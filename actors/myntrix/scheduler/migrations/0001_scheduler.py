@@ -1,23 +1,14 @@
-"""Scheduler: ``scheduled_tasks`` and their runs, ``task_runs``.
-
-Revision ID: 0001_scheduler
-Revises:
-Create Date: 2025-03-01
-"""
+"""Scheduler: ``scheduled_tasks`` and their runs, ``task_runs``."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001_scheduler"
-down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = ("scheduler",)
 # After the kernel's branch, as the myntrix branch does. No table here references another
 # branch's (task_runs.job_id names a jobs row without a foreign key).
-depends_on: str | Sequence[str] | None = "kernel"
+revision, down_revision = "0001_scheduler", None
+branch_labels, depends_on = ("scheduler",), "kernel"
 
 
 def upgrade() -> None:

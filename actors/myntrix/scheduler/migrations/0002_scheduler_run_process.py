@@ -1,21 +1,12 @@
-"""Scheduler: the process group a run started, so the next boot can stop it after a kill -9.
-
-Revision ID: 0002_scheduler_run_process
-Revises: 0001_scheduler
-Create Date: 2026-12-07
-"""
+"""Scheduler: the process group a run started, so the next boot can stop it after a kill -9."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_scheduler_run_process"
-down_revision: str | Sequence[str] | None = "0001_scheduler"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0002_scheduler_run_process", "0001_scheduler"
+branch_labels, depends_on = None, None
 
 
 def upgrade() -> None:

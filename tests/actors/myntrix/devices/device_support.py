@@ -11,7 +11,8 @@ from typing import Any
 
 import trio
 
-from actors.myntrix.devices import DeviceModule, Devices, DeviceSettings, devices_of, status_topic
+from actors.kit import Jobs
+from actors.myntrix.devices import DeviceModule, Devices, DeviceServices, DeviceSettings, status_topic
 from vareon_runtime.bus import EventBus, Overflow, Subscription
 from vareon_runtime.registry import Registry
 from vareon_runtime.store import Store
@@ -62,7 +63,7 @@ async def start_device_module(
     made: list[DeviceModule] = []
 
     def factory() -> DeviceModule:
-        module = DeviceModule(store, bus, registry, settings=settings, rng=random.Random(5))
+        module = DeviceModule(DeviceServices(store, bus, Jobs(store, bus), settings, rng=random.Random(5)), registry)
         made.append(module)
         return module
 
@@ -79,7 +80,7 @@ async def start_device_module(
 
     with trio.fail_after(TIMEOUT):
         await nursery.start(run)
-        devices = await devices_of(registry)
+        devices = registry.face(Devices)
     return DeviceModuleRun(devices, made[-1], root, registry, stopped)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from actors.myntrix.devices.simulator import SimulatedDevice
-from drivers.process import LineReader
+from drivers.lines import LineReader
 
 TIMEOUT = 20
 

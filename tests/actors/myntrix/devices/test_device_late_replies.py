@@ -70,7 +70,7 @@ async def test_a_late_ok_is_logged_and_the_next_command_gets_its_own_reply(
 
         # Queued straight at the actor, so that once every task waits, M105 waits behind the owed
         # ok (were the ok not owed, M105 would be on the wire by then, waiting for any ok).
-        ref = devices.supervisor.ref(f"device/{device_id}")
+        ref = devices.actors.supervisor.ref(f"device/{device_id}")
         with trio.fail_after(TIMEOUT):
             ticket: CommandTicket = await ref.ask(SendCommand(command="M105"))
             await trio.testing.wait_all_tasks_blocked()

@@ -186,7 +186,7 @@ async def test_a_full_queue_is_refused_and_an_abandoned_command_leaves_it(
     nursery: trio.Nursery, device_module: DeviceModuleRun, device_bus: EventBus, marlin: PtySimulator, printer: MarlinPrinter
 ) -> None:
     devices = device_module.devices
-    queue_max = device_module.module.settings.queue_max
+    queue_max = device_module.devices.settings.queue_max
     device = await devices.create({"name": "printer", "connectionString": marlin.connection_string})
     with trio.fail_after(TIMEOUT), device_bus.subscribe(telemetry_topic(device.id)) as log:
         await devices.connect(device.id)
@@ -204,7 +204,7 @@ async def test_a_full_queue_is_refused_and_an_abandoned_command_leaves_it(
             if not isinstance(item, Overflow) and item.data.get("sent") == "G28":
                 break
         # Queued straight at the actor, so the queue is known full when the asks return.
-        ref = devices.supervisor.ref(f"device/{device.id}")
+        ref = devices.actors.supervisor.ref(f"device/{device.id}")
         waiting: list[trio.CancelScope] = []
         for _ in range(queue_max - 1):
             ticket: CommandTicket = await ref.ask(SendCommand(command="G0 X1"))
@@ -307,7 +307,7 @@ async def test_a_connection_string_that_cannot_work_is_an_error_without_retries(
         session.execute(update(DeviceRecord).where(DeviceRecord.id == device.id).values(connection_string="gone://x"))
 
     await store.write(break_it)
-    await devices.supervisor.restart_child(f"device/{device.id}")
+    await devices.actors.supervisor.restart_child(f"device/{device.id}")
     with status_events(device_bus, device.id) as events:
         with trio.fail_after(TIMEOUT):
             shown = await devices.connect(device.id)

@@ -9,7 +9,7 @@ import pytest
 import trio
 from device_support import MARLIN, SCPI, TIMEOUT, DeviceModuleRun, write_gcode
 
-from actors.myntrix import Job, JobStatus
+from actors.kit import Job, JobStatus
 from actors.myntrix.devices import Devices
 from actors.myntrix.devices.simulator import MarlinPrinter, PtySimulator, ScpiInstrument, TcpSimulator
 from vareon_runtime.errors import ConflictError
@@ -34,7 +34,7 @@ async def finished(devices: Devices, job_id: str) -> Job:
     with trio.fail_after(TIMEOUT):
         while True:
             job = await devices.jobs.get(job_id)
-            if job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
+            if job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
                 return job
             await trio.sleep(0.02)
 
@@ -95,7 +95,7 @@ async def test_a_busy_device_refuses_commands_and_disconnects_then_a_cancel_fail
             await devices.update(device.id, {"configuration": {"commandTimeout": 9}})
         assert (await devices.update(device.id, {"name": "busy printer"})).name == "busy printer"
         cancelled = await devices.cancel_upload(device.id, by="bob")
-    assert cancelled.id == job.id and cancelled.status is JobStatus.FAILED
+    assert cancelled.id == job.id and cancelled.status is JobStatus.CANCELLED
     assert cancelled.logs is not None and cancelled.logs.endswith("cancelled by bob")
     assert 0 < printer.received.count("G4 P20") < 500
     with pytest.raises(ConflictError, match="no upload is running"):

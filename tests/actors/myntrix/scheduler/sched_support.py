@@ -21,9 +21,9 @@ from actors.myntrix.scheduler import (
     SchedulerSettings,
     Tasks,
     TaskRun,
-    tasks_of,
 )
 from actors.myntrix.scheduler.actions import ActionParameters, ScriptAction
+from vareon_runtime.auth import Principal, Role
 from vareon_runtime.bus import EventBus
 from vareon_runtime.registry import Registry
 from vareon_runtime.store import Store
@@ -34,6 +34,11 @@ DAY = 86400.0
 
 # A Monday, 00:00:30 UTC: creation lands between two minute boundaries.
 EPOCH = datetime(2024, 1, 1, 0, 0, 30, tzinfo=timezone.utc)
+
+
+def principal(role: Role | str, user: str = "tester") -> Principal:
+    """A caller of ``role`` (what a route hands the face)."""
+    return Principal(user_id="00000000-0000-0000-0000-0000000000aa", username=user, role=Role(role))
 
 
 def bound() -> float:
@@ -161,7 +166,7 @@ class SchedKit:
 
         with trio.fail_after(bound()):
             await self.nursery.start(run)
-            return Module(await tasks_of(registry), root, stopped, lambda: made[-1])
+            return Module(registry.face(Tasks), root, stopped, lambda: made[-1])
 
 
 def task_body(schedule: str = "*/1 * * * *", kind: str = "record", **overrides: Any) -> dict[str, Any]:

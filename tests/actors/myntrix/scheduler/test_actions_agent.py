@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 import trio
-from myntrix_support import Kit, gone
+from agents_support import AgentKit, gone
 
-from actors.myntrix import Agents, AgentStatus
+from actors.myntrix.agents import Agents, AgentStatus
 from actors.myntrix.scheduler.actions import ACTIONS, ActionContext, ActionOutcome
 from vareon_runtime.bus import EventBus
 from vareon_runtime.errors import InvalidRequestError
@@ -30,7 +30,7 @@ async def act(registry: Registry, agent_id: str, operation: str) -> tuple[Action
     return outcome, lines
 
 
-async def test_start_stop_and_restart_an_agent(kit: Kit, agents: Agents) -> None:
+async def test_start_stop_and_restart_an_agent(kit: AgentKit, agents: Agents) -> None:
     agent = await kit.create(agents, FOREVER)
     outcome, lines = await act(kit.registry, agent.id, "start")
     assert outcome == ActionOutcome(ok=True)
@@ -52,7 +52,7 @@ async def test_start_stop_and_restart_an_agent(kit: Kit, agents: Agents) -> None
     assert restarted.pid is not None and gone(restarted.pid)
 
 
-async def test_asking_for_the_state_an_agent_is_in_succeeds_like_supervisorctl(kit: Kit, agents: Agents) -> None:
+async def test_asking_for_the_state_an_agent_is_in_succeeds_like_supervisorctl(kit: AgentKit, agents: Agents) -> None:
     agent = await kit.create(agents, FOREVER)
     outcome, lines = await act(kit.registry, agent.id, "stop")
     assert outcome == ActionOutcome(ok=True)
@@ -66,7 +66,7 @@ async def test_asking_for_the_state_an_agent_is_in_succeeds_like_supervisorctl(k
     await agents.stop(agent.id)
 
 
-async def test_an_agent_whose_command_cannot_run_any_more_fails_the_run(kit: Kit, agents: Agents) -> None:
+async def test_an_agent_whose_command_cannot_run_any_more_fails_the_run(kit: AgentKit, agents: Agents) -> None:
     agent = await kit.create(agents, FOREVER)
     kit.tmp_path.joinpath(f"{kit.tokens[agent.id]}.py").unlink()
     program = kit.tmp_path / "gone.sh"
@@ -81,7 +81,7 @@ async def test_an_agent_whose_command_cannot_run_any_more_fails_the_run(kit: Kit
     assert lines[-1] == outcome.error
 
 
-async def test_an_unknown_agent_fails_the_run_with_the_reason(kit: Kit, agents: Agents) -> None:
+async def test_an_unknown_agent_fails_the_run_with_the_reason(kit: AgentKit, agents: Agents) -> None:
     missing = str(uuid.uuid4())
     outcome, _ = await act(kit.registry, missing, "restart")
     assert outcome == ActionOutcome(ok=False, error=f"agent {missing} could not restart: no agent has the id {missing!r}")

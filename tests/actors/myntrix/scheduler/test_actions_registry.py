@@ -60,7 +60,7 @@ def test_an_unknown_kind_is_422_naming_the_known_ones() -> None:
         ACTIONS.validate("shell", {"argv": ["ls"]})
     error = caught.value
     assert isinstance(error, InvalidRequestError) and error.status == 422
-    assert error.details == {"field": "action", "kind": "shell", "known": ["agent", "api", "script"]}
+    assert error.details == {"field": "action", "key": "shell", "kind": "shell", "known": ["agent", "api", "script"]}
     with pytest.raises(UnknownActionError):
         ACTIONS.action("workflow")  # not until the workflow module registers it
 
@@ -83,7 +83,7 @@ async def test_a_new_kind_registers_validates_and_runs() -> None:
 def test_registering_a_kind_twice_fails_loudly() -> None:
     registry = ActionRegistry()
     registry.register("echo", Echo())
-    with pytest.raises(ValueError, match="a task action of kind 'echo' is already registered"):
+    with pytest.raises(ValueError, match="a task action is already registered as 'echo'"):
         registry.register("echo", Echo())
     with pytest.raises(ValueError, match="has the kind 'echo'; register it under that name, not 'other'"):
         registry.register("other", Echo())

@@ -1,6 +1,7 @@
-"""The run recorder: runs' rows and jobs written in batches on a real SQLite store, a run that
-ends before its start is written inserted as it ended, deleted tasks, pruning, a database that
-refuses (a real trigger), and a stop that writes what was noted."""
+"""The kit's run recorder on the scheduler's runs: rows and jobs written in batches on a real
+SQLite store, a run that ends before its start is written inserted as it ended, deleted tasks,
+pruning, a database that refuses (a real trigger), a stop that writes what was noted, and the
+jobs published once written."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from typing import Any
 
 import pytest
 import trio
-from sched_support import EPOCH, TIMEOUT, Module, task_body
+from sched_support import EPOCH, Module, TIMEOUT, principal, task_body
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from actors.myntrix.models import JobRecord
-from actors.myntrix.scheduler.models import TaskRunRecord
-from actors.myntrix.scheduler.recorder import WRITE_ATTEMPTS, RunNote, RunRecorder
+from actors.kit import JobRecord, Jobs, Recorder, RunNote
+from actors.kit.recorder import WRITE_ATTEMPTS
+from actors.myntrix.scheduler.models import TASK_RUNS, TaskRunRecord
+from vareon_runtime.auth import Role
+from vareon_runtime.bus import EventBus
 from vareon_runtime.errors import NotFoundError, StoreClosedError, StoreError
 from vareon_runtime.store import Store
 
@@ -53,7 +56,7 @@ def ended(n: int = 0) -> dict[str, Any]:
 async def make_tasks(module: Module, count: int) -> list[str]:
     ids = []
     for i in range(count):
-        task = await module.tasks.create(task_body(NEVER_SOON, name=f"t{i}"), role="operator")  # type: ignore[arg-type]
+        task = await module.tasks.create(task_body(NEVER_SOON, name=f"t{i}"), by=principal(Role.OPERATOR))
         ids.append(task.id)
     return ids
 
@@ -73,13 +76,13 @@ async def rows_of(store: Store, task_id: str) -> list[dict[str, Any]]:
     return await store.read(read)
 
 
-async def started_recorder(nursery: trio.Nursery, store: Store, **options: Any) -> RunRecorder:
-    recorder = RunRecorder(store, **{"keep": 100, **options})
+async def started_recorder(nursery: trio.Nursery, store: Store, bus: EventBus | None = None, **options: Any) -> Recorder:
+    recorder = Recorder(store, Jobs(store, bus or EventBus()), TASK_RUNS, **{"keep": 100, **options})
     await nursery.start(recorder.run)
     return recorder
 
 
-def note_run(recorder: RunRecorder, task_id: str, n: int = 0) -> RunNote:
+def note_run(recorder: Recorder, task_id: str, n: int = 0) -> RunNote:
     row = run_row(task_id, n)
     job = job_row(row)
     return recorder.started({**row, "job_id": job["id"]}, job)
@@ -108,13 +111,13 @@ async def test_a_run_that_ends_before_its_start_is_written_is_inserted_as_it_end
     (task,) = await make_tasks(sched_module, 1)
     recorder = await started_recorder(nursery, sched_store)
     note = note_run(recorder, task)
-    recorder.finished(note, ended(), ok=True, job_log="run succeeded", job_details={"status": "succeeded"})
+    recorder.finished(note, ended(), job_log="run success", job_details={"status": "success"})
     with trio.fail_after(TIMEOUT):
         await note.written.wait()
     assert recorder.stats["writes"] == 1, "one insert of the final row, no update"
     (row,) = await rows_of(sched_store, task)
     assert row["status"] == "succeeded" and row["logs"] == "run 0\nall good\n"
-    assert row["job"] == ("completed", 100, "started\nrun succeeded")
+    assert row["job"] == ("succeeded", 100, "started\nrun success")
 
 
 async def test_the_end_of_a_run_already_written_is_an_update(
@@ -126,7 +129,7 @@ async def test_the_end_of_a_run_already_written_is_an_update(
     with trio.fail_after(TIMEOUT):
         await note.inserted.wait()
         assert (await rows_of(sched_store, task))[0]["status"] == "running"
-        recorder.finished(note, {**ended(), "status": "failed", "exit_code": 3, "error": "exit 3"}, ok=False,
+        recorder.finished(note, {**ended(), "status": "failed", "exit_code": 3, "error": "exit 3"},
                           job_log="run failed: exit 3", job_details={"status": "failed"})  # fmt: skip
         await note.written.wait()
     (row,) = await rows_of(sched_store, task)
@@ -147,7 +150,7 @@ async def test_runs_of_a_deleted_task_are_dropped_and_the_others_written(
     assert kept.error is None
     assert len(await rows_of(sched_store, task)) == 1
     # An end noted for the dropped run changes nothing and does not wait.
-    recorder.finished(gone, ended(), ok=True, job_log="late", job_details={})
+    recorder.finished(gone, ended(), job_log="late", job_details={})
     assert gone.written.is_set()
 
 
@@ -205,7 +208,7 @@ async def test_a_stop_writes_everything_noted(sched_module: Module, sched_store:
         async with trio.open_nursery() as nursery:
             recorder = await started_recorder(nursery, sched_store, flush_interval=60.0)
             notes = [note_run(recorder, task, n) for n in range(20)]
-            recorder.finished(notes[0], ended(), ok=True, job_log="done", job_details={})
+            recorder.finished(notes[0], ended(), job_log="done", job_details={})
             nursery.cancel_scope.cancel()
     assert all(note.written.is_set() and note.error is None for note in notes)
     rows = await rows_of(sched_store, task)
@@ -227,4 +230,41 @@ async def test_notes_left_when_the_store_is_gone_are_given_up_saying_so(sched_ki
 @pytest.mark.parametrize("keep", [0, -1])
 def test_keep_must_be_positive(keep: int) -> None:
     with pytest.raises(ValueError, match=f"keep must be at least 1, not {keep}"):
-        RunRecorder(Store("sqlite:///:memory:"), keep=keep)
+        Recorder(Store("sqlite:///:memory:"), Jobs(Store("sqlite:///:memory:"), EventBus()), TASK_RUNS, keep=keep)
+
+
+async def test_every_job_is_published_once_written(sched_module: Module, sched_store: Store, nursery: trio.Nursery) -> None:
+    (task,) = await make_tasks(sched_module, 1)
+    bus = EventBus()
+    recorder = await started_recorder(nursery, sched_store, bus)
+    with bus.subscribe("job.*") as events:
+        note = note_run(recorder, task)
+        with trio.fail_after(TIMEOUT):
+            await note.inserted.wait()
+            (started,) = [events.receive_nowait()]
+            recorder.finished(note, ended(), job_log="run success", job_details={"status": "success"})
+            await note.written.wait()
+            (finished,) = [events.receive_nowait()]
+    assert note.job is not None and started.topic == finished.topic == f"job.{note.job['id']}"
+    assert (started.data["status"], finished.data["status"]) == ("running", "completed")
+    assert finished.data["details"]["status"] == "success"
+
+
+async def test_recovery_fails_the_runs_a_crash_left_and_their_jobs(
+    sched_module: Module, sched_store: Store, nursery: trio.Nursery
+) -> None:
+    (task,) = await make_tasks(sched_module, 1)
+    recorder = await started_recorder(nursery, sched_store)
+    left, done = note_run(recorder, task, 0), note_run(recorder, task, 1)
+    recorder.changed(left, {"pid": 4242, "process_create_time": 12.5})
+    recorder.finished(done, ended(1))
+    with trio.fail_after(TIMEOUT):
+        await left.written.wait()
+        await done.written.wait()
+        interrupted = await recorder.recover("the runtime stopped", now=EPOCH + timedelta(hours=1))
+    assert [(run.run_id, run.owner_id, run.pid, run.create_time) for run in interrupted] == [
+        (left.row["id"], task, 4242, 12.5)
+    ]
+    rows = await rows_of(sched_store, task)
+    assert [(row["status"], row["job"][0]) for row in rows] == [("failed", "failed"), ("succeeded", "succeeded")]
+    assert rows[0]["end_time"] == EPOCH + timedelta(hours=1) and rows[0]["job"][2].endswith("the runtime stopped")

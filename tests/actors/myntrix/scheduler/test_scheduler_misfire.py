@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import trio
-from sched_support import TIMEOUT, SchedKit, settled, task_body, until_runs
+from sched_support import SchedKit, TIMEOUT, principal, settled, task_body, until_runs
 
 from actors.myntrix.scheduler import RunStatus, RunTrigger
+from vareon_runtime.auth import Role
 
 UTC = timezone.utc
 
@@ -17,7 +18,7 @@ async def _downtime(kit: SchedKit, policy: str, grace: float, down: timedelta) -
     """Create an hourly task at 00:00:30, stop the runtime, start it again ``down`` later."""
     module = await kit.start()
     task = await module.tasks.create(
-        task_body("0 * * * *", misfirePolicy=policy, misfireGrace=grace), role="operator"  # type: ignore[arg-type]
+        task_body("0 * * * *", misfirePolicy=policy, misfireGrace=grace), by=principal(Role.OPERATOR)
     )
     await module.stop()
     kit.now.offset = down  # type: ignore[attr-defined]
@@ -35,7 +36,7 @@ async def test_after_downtime_run_once_runs_the_latest_missed_time_within_grace(
     (run,) = runs
     assert run.scheduled_for == datetime(2024, 1, 1, 5, 0, tzinfo=UTC) and run.trigger is RunTrigger.CRON
     if policy == "run_once":
-        assert run.status is RunStatus.SUCCEEDED
+        assert run.status is RunStatus.SUCCESS
         assert "misfire: the fire times from 2024-01-01T01:00:00Z to 2024-01-01T05:00:00Z passed" in (run.logs or "")
         assert len(sched_kit.record.calls) == 1
     else:
@@ -57,7 +58,7 @@ async def test_the_schedule_resumes_after_the_restart_from_the_saved_last_fire_t
 ) -> None:
     with trio.fail_after(2 * 86400):
         module = await sched_kit.start()
-        task = await module.tasks.create(task_body("*/30 * * * *"), role="operator")  # type: ignore[arg-type]
+        task = await module.tasks.create(task_body("*/30 * * * *"), by=principal(Role.OPERATOR))
         await trio.sleep_until(3600)  # 00:30 and 01:00 fire
         await settled(module.tasks, task.id)
         await module.stop()
@@ -79,8 +80,8 @@ async def test_a_forward_jump_of_the_wall_clock_makes_misfires_not_a_burst_of_ru
     with trio.fail_after(2 * 86400):
         module = await sched_kit.start()
         tasks = module.tasks
-        skip = await tasks.create(task_body("*/5 * * * *", name="skip", misfirePolicy="skip"), role="operator")  # type: ignore[arg-type]
-        once = await tasks.create(task_body("*/5 * * * *", name="once", misfireGrace=600), role="operator")  # type: ignore[arg-type]
+        skip = await tasks.create(task_body("*/5 * * * *", name="skip", misfirePolicy="skip"), by=principal(Role.OPERATOR))
+        once = await tasks.create(task_body("*/5 * * * *", name="once", misfireGrace=600), by=principal(Role.OPERATOR))
         await trio.sleep_until(600)  # 00:05 and 00:10 fire normally
         sched_kit.now.offset = timedelta(hours=2)  # type: ignore[attr-defined]  # NTP sets the clock 2 h ahead
         await trio.sleep_until(600 + 61)  # the scheduler notices within sleep_max
@@ -88,9 +89,9 @@ async def test_a_forward_jump_of_the_wall_clock_makes_misfires_not_a_burst_of_ru
         ran = await settled(tasks, once.id)
         await module.stop()
     assert [r.status for r in sorted(skipped, key=lambda r: r.start_time)] == [
-        RunStatus.SUCCEEDED, RunStatus.SUCCEEDED, RunStatus.SKIPPED
+        RunStatus.SUCCESS, RunStatus.SUCCESS, RunStatus.SKIPPED
     ]
     assert [r.status for r in sorted(ran, key=lambda r: r.start_time)] == [
-        RunStatus.SUCCEEDED, RunStatus.SUCCEEDED, RunStatus.SUCCEEDED
+        RunStatus.SUCCESS, RunStatus.SUCCESS, RunStatus.SUCCESS
     ]
     assert "misfire" in (sorted(ran, key=lambda r: r.start_time)[-1].logs or "")

@@ -11,11 +11,10 @@ from typing import Any
 
 import psutil
 import trio
-from sched_support import TIMEOUT, SchedKit, settled, task_body
+from sched_support import SchedKit, TIMEOUT, principal, settled, task_body
 from sqlalchemy.orm import Session
 
-from actors.myntrix.jobs import Jobs
-from actors.myntrix.schemas import JobStatus
+from actors.kit import Jobs, JobStatus, RunState
 from actors.myntrix.scheduler.component import INTERRUPTED
 from actors.myntrix.scheduler.models import TaskRunRecord
 from drivers.process import OSProcess
@@ -74,7 +73,7 @@ async def test_a_script_run_notes_its_process_group_on_its_row(sched_kit: SchedK
     module = await sched_kit.start()
     journal = tmp_path / "journal"
     tasks = module.tasks
-    task = await tasks.create(task_body(NEVER_SOON, kind="script", parameters={"argv": sleeper(tmp_path, journal)}), role=Role.ADMIN)
+    task = await tasks.create(task_body(NEVER_SOON, kind="script", parameters={"argv": sleeper(tmp_path, journal)}), by=principal(Role.ADMIN))
     with trio.fail_after(TIMEOUT):
         run = await tasks.run_now(task.id)
         while True:
@@ -84,7 +83,7 @@ async def test_a_script_run_notes_its_process_group_on_its_row(sched_kit: SchedK
             await trio.sleep(0.01)
         assert row["status"] == "running"
         assert abs(psutil.Process(row["pid"]).create_time() - row["create_time"]) < 0.1
-        await tasks.delete(task.id, role=Role.ADMIN)  # cancels the run: its group is stopped
+        await tasks.delete(task.id, by=principal(Role.ADMIN))  # cancels the run: its group is stopped
         await settled(tasks, task.id)
         await module.stop()
     assert not psutil.pid_exists(row["pid"]) or psutil.Process(row["pid"]).status() == psutil.STATUS_ZOMBIE
@@ -94,10 +93,10 @@ async def test_the_boot_after_a_crash_fails_the_runs_left_running_and_stops_thei
     sched_kit: SchedKit, tmp_path: Path
 ) -> None:
     module = await sched_kit.start()
-    task = await module.tasks.create(task_body(NEVER_SOON), role=Role.OPERATOR)
+    task = await module.tasks.create(task_body(NEVER_SOON), by=principal(Role.OPERATOR))
     await module.stop()
     journal = tmp_path / "journal"
-    jobs = Jobs(sched_kit.store)
+    jobs = Jobs(sched_kit.store, sched_kit.bus)
     spawned: list[OSProcess] = []
     try:
         with trio.fail_after(TIMEOUT):
@@ -110,8 +109,8 @@ async def test_the_boot_after_a_crash_fails_the_runs_left_running_and_stops_thei
             stranger = await OSProcess.spawn([sys.executable, "-c", "import time; time.sleep(600)"])
             spawned.append(stranger)
             assert orphan.create_time is not None and stranger.create_time is not None
-            job = await jobs.create("task job", "task.run", status=JobStatus.RUNNING)
-            other_job = await jobs.create("task job", "task.run", status=JobStatus.RUNNING)
+            job = await jobs.create("task job", "task.run", state=RunState.RUNNING)
+            other_job = await jobs.create("task job", "task.run", state=RunState.RUNNING)
             crashed = await sched_kit.store.write(crashed_run(task.id, job.id, orphan.pid, orphan.create_time))
             reused = await sched_kit.store.write(crashed_run(task.id, other_job.id, stranger.pid, stranger.create_time - 50))
 

@@ -12,11 +12,13 @@ from typing import Any
 import psutil
 import pytest
 import trio
-from sched_support import TIMEOUT, SchedKit, SimClock, registry_with, settled, task_body, until_runs
+from sched_support import SchedKit, SimClock, TIMEOUT, principal, registry_with, settled, task_body, until_runs
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
-from actors.myntrix.scheduler import RunStatus, Tasks, scheduler_component, tasks_of
+from actors.kit.component import component as jobs_component
+from actors.myntrix.scheduler import RunStatus, Tasks
+from actors.myntrix.scheduler.component import component as scheduler_component
 from vareon_runtime.auth import Role
 from vareon_runtime.config import load_config
 from vareon_runtime.runtime import Runtime
@@ -27,9 +29,10 @@ SCHEDULER_TABLES = {"scheduled_tasks", "task_runs"}
 
 def test_the_module_is_installed_as_entry_points() -> None:
     components = {point.name: point.value for point in entry_points(group="vareon.components")}
-    migrations = {point.name: point.value for point in entry_points(group="vareon.migrations")}
-    assert components["scheduler"] == "actors.myntrix.scheduler.component:scheduler_component"
-    assert migrations["scheduler"] == "actors.myntrix.scheduler.migrations"
+    routes = {point.name: point.value for point in entry_points(group="vareon.routes")}
+    assert components["scheduler"] == "actors.myntrix.scheduler.component:component"
+    assert routes["tasks"] == "web.tasks:blueprint"
+    assert scheduler_component.migrations == "actors.myntrix.scheduler.migrations"
 
 
 async def test_migrations_match_the_models(database_url: str) -> None:
@@ -75,13 +78,13 @@ async def test_a_script_task_runs_for_real_with_its_output_in_the_history(
     tasks = module.tasks
     argv = _script(tmp_path, "import sys\nprint('hello from the task')\nprint('oops', file=sys.stderr)\nsys.exit(4)\n")
     task = await tasks.create(
-        task_body("*/1 * * * *", kind="script", parameters={"argv": argv, "expectedExitCode": 4}), role=Role.ADMIN
+        task_body("*/1 * * * *", kind="script", parameters={"argv": argv, "expectedExitCode": 4}), by=principal(Role.ADMIN)
     )
     with trio.fail_after(TIMEOUT):
         await tasks.run_now(task.id)
         (run,) = await settled(tasks, task.id)
     await module.stop()
-    assert run.status is RunStatus.SUCCEEDED and run.exit_code == 4
+    assert run.status is RunStatus.SUCCESS and run.exit_code == 4
     assert run.logs is not None and "hello from the task" in run.logs and "stderr: oops" in run.logs
 
 
@@ -98,7 +101,7 @@ async def test_a_timeout_kills_the_script_and_its_children_and_marks_the_run(
         "time.sleep(60)\n",
     )
     task = await tasks.create(
-        task_body("0 0 1 1 *", kind="script", timeout=1.0, parameters={"argv": argv, "stopTimeout": 1}), role=Role.ADMIN
+        task_body("0 0 1 1 *", kind="script", timeout=1.0, parameters={"argv": argv, "stopTimeout": 1}), by=principal(Role.ADMIN)
     )
     with trio.fail_after(TIMEOUT):
         await tasks.run_now(task.id)
@@ -134,7 +137,7 @@ async def test_a_stop_while_the_module_starts_ends_it(sched_kit: SchedKit) -> No
 async def test_stopping_the_module_cancels_running_runs_and_records_them(sched_kit: SchedKit) -> None:
     module = await sched_kit.start()
     tasks = module.tasks
-    task = await tasks.create(task_body(parameters={"sleep": 3600}), role=Role.OPERATOR)
+    task = await tasks.create(task_body(parameters={"sleep": 3600}), by=principal(Role.OPERATOR))
     with trio.fail_after(TIMEOUT):
         await tasks.run_now(task.id)
         await module.stop()
@@ -157,7 +160,7 @@ async def test_tasks_and_history_survive_a_restart_on_the_same_database(
     with trio.fail_after(TIMEOUT):
         store, kit = await open_kit()
         module = await kit.start()
-        task = await module.tasks.create(task_body("*/5 * * * *", name="kept", timezone="Europe/Berlin"), role=Role.OPERATOR)
+        task = await module.tasks.create(task_body("*/5 * * * *", name="kept", timezone="Europe/Berlin"), by=principal(Role.OPERATOR))
         await module.tasks.run_now(task.id)
         first = await settled(module.tasks, task.id)
         await module.stop()
@@ -185,19 +188,19 @@ async def test_the_real_runtime_runs_the_module_from_its_config(tmp_path: Path) 
     )
 
     async def run_once(check: Any) -> Any:
-        runtime = Runtime(config, components=[scheduler_component])
+        runtime = Runtime(config, components=[jobs_component, scheduler_component])
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             assert runtime.context is not None
             try:
-                return await check(await tasks_of(runtime.context.registry))
+                return await check(runtime.context.registry.face(Tasks))
             finally:
                 runtime.stop()
 
     argv = _script(tmp_path, "print('ran')\n")
 
     async def first(tasks: Tasks) -> str:
-        task = await tasks.create(task_body("0 9 * * *", kind="script", parameters={"argv": argv}), role=Role.ADMIN)
+        task = await tasks.create(task_body("0 9 * * *", kind="script", parameters={"argv": argv}), by=principal(Role.ADMIN))
         assert (task.timezone, task.misfire_grace) == ("Asia/Tokyo", 42.0)
         await tasks.run_now(task.id)
         await until_runs(tasks, task.id, 1)
@@ -205,7 +208,7 @@ async def test_the_real_runtime_runs_the_module_from_its_config(tmp_path: Path) 
 
     async def second(tasks: Tasks) -> None:
         (run,) = await until_runs(tasks, task_id, 1)  # kept across the restart
-        assert run.status is RunStatus.SUCCEEDED and run.logs is not None and "ran" in run.logs
+        assert run.status is RunStatus.SUCCESS and run.logs is not None and "ran" in run.logs
         assert task_id in await tasks.next_fire_times()
 
     with trio.fail_after(TIMEOUT):
@@ -219,5 +222,5 @@ async def test_a_script_task_needs_an_admin_whatever_the_lower_role(role: Role, 
 
     module = await sched_kit.start()
     with pytest.raises(PermissionDeniedError):
-        await module.tasks.create(task_body(kind="script", parameters={"argv": [sys.executable]}), role=role)
+        await module.tasks.create(task_body(kind="script", parameters={"argv": [sys.executable]}), by=principal(role))
     await module.stop()
