@@ -66,6 +66,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "error_response",
     "install_error_handlers",
+    "new_request_id",
     "request_id",
 ]
 
@@ -170,8 +171,13 @@ def request_id() -> str:
     """The id of the current request or WebSocket, made on first use."""
     rid: str | None = g.get("request_id")
     if rid is None:
-        rid = g.request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+        rid = g.request_id = new_request_id()
     return rid
+
+
+def new_request_id() -> str:
+    """A fresh request id (for a request answered outside Quart's request context)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def error_response(

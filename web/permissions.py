@@ -7,26 +7,31 @@ Mark each view function right under its route decorator::
     async def me(): ...
 
 - ``@public``: no token needed (``/health``, ``/api/token``, ...);
-- ``@requires(role)``: a valid ``Authorization: Bearer <access token>`` whose role allows
-  ``role`` (admin ⊇ operator ⊇ viewer); the caller's :class:`Principal` is then ``g.principal``;
+- ``@requires(role)``: a valid ``Authorization: Bearer <access token>`` of an active account
+  whose current role allows ``role`` (admin ⊇ operator ⊇ viewer); the caller's
+  :class:`Principal` is then ``g.principal``;
 - ``@websocket_auth``: a WebSocket endpoint that authenticates inside its own protocol (the first
   message carries the token), so the handshake is let through.
 
-The checks run before the view (``before_request`` / ``before_websocket``): no token or a bad one
-is 401 with ``WWW-Authenticate: Bearer``, a role too low is 403, and a view with no marker is 403
-and logged as a bug (fail closed). :func:`route_access` lists every route with its access; the
-route x role test and the OpenAPI security requirements are built from it.
+The checks run before the view (``before_request`` / ``before_websocket``): no token or a bad one,
+or one of an account disabled or removed since, is 401 with ``WWW-Authenticate: Bearer``, a role
+too low is 403, and a view with no marker is 403 and logged as a bug (fail closed). The caller's
+account and role come from the auth service's users view, as they are now.
+:func:`caller_now` applies the same rules from memory alone, for the routes the connection
+answers without Quart (``web.direct.direct``): it admits, or leaves the request to the full check.
+:func:`route_access` lists every route with its access; the route x role test and the OpenAPI
+security requirements are built from it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from quart import Quart, current_app, g, request, websocket
 
-from vareon_runtime.auth import Principal, Role
+from vareon_runtime.auth import Auth, Principal, Role
 from vareon_runtime.errors import AuthenticationError, PermissionDeniedError
 
 from .context import current_context
@@ -37,6 +42,8 @@ __all__ = [
     "Access",
     "RouteAccess",
     "access_of",
+    "bearer_token",
+    "caller_now",
     "current_principal",
     "install_permissions",
     "public",
@@ -143,8 +150,41 @@ def install_permissions(app: Quart) -> None:
     app.before_websocket(_check_websocket)
 
 
-def _bearer_token(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("Authorization")
+def caller_now(
+    access: Access | None, authorization: str | None, auth: Auth
+) -> Principal | Literal["public"] | None:
+    """The caller of a route declaring ``access``, judged from memory alone (no I/O).
+
+    The same rules as the check before every view, for a path that answers without Quart
+    (``web.direct.direct``).
+
+    Args:
+        authorization: the request's ``Authorization`` header, if any.
+
+    Returns:
+        :data:`PUBLIC` for a public route; the principal of an admitted caller; None when the
+        caller is refused or only the full check can tell (it then answers, with its error).
+    """
+    if access == PUBLIC:
+        return PUBLIC
+    if not isinstance(access, Role):
+        return None
+    try:
+        token = bearer_token(authorization)
+    except AuthenticationError:
+        return None
+    principal = None if token is None else auth.authenticate_now(token)
+    if principal is None or not principal.allows(access):
+        return None
+    return principal
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (None: no header).
+
+    Raises:
+        AuthenticationError: the header is there but not a bearer token.
+    """
     if value is None:
         return None
     scheme, _, token = value.strip().partition(" ")
@@ -157,13 +197,14 @@ def _bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
-def _authenticate(token: str | None, required: Role) -> Principal:
+async def _authenticate(token: str | None, required: Role) -> Principal:
     if token is None:
         raise AuthenticationError(
             "this endpoint needs an access token: send 'Authorization: Bearer <token>'"
             " (get one from POST /api/token)"
         )
-    principal = current_context().auth.verify_access_token(token)
+    # The account as it is now (the users view): disabled, removed or demoted at once.
+    principal = await current_context().auth.authenticate(token)
     principal.require(required)
     return principal
 
@@ -180,15 +221,17 @@ def _refuse_unmarked(where: str, endpoint: str) -> PermissionDeniedError:
 
 
 async def _check_request() -> None:
-    if request.routing_exception is not None or request.url_rule is None:
+    req = request._get_current_object()  # one context lookup, not one per attribute
+    rule = req.url_rule
+    if req.routing_exception is not None or rule is None:
         return  # 404 or 405 follows in dispatch
-    endpoint = request.url_rule.endpoint
+    endpoint = rule.endpoint
     access = access_of(current_app.view_functions.get(endpoint))
     if access == PUBLIC:
         return
     if not isinstance(access, Role):  # undeclared, or a WebSocket marker on an HTTP view
-        raise _refuse_unmarked(f"{request.method} {request.url_rule.rule}", endpoint)
-    g.principal = _authenticate(_bearer_token(request.headers), access)
+        raise _refuse_unmarked(f"{req.method} {rule.rule}", endpoint)
+    g.principal = await _authenticate(bearer_token(req.headers.get("Authorization")), access)
 
 
 async def _check_websocket() -> None:
@@ -201,5 +244,5 @@ async def _check_websocket() -> None:
     if not isinstance(access, Role):
         raise _refuse_unmarked(f"WEBSOCKET {websocket.url_rule.rule}", endpoint)
     # Browsers cannot set headers on a WebSocket: a `token` query parameter is accepted too.
-    token = _bearer_token(websocket.headers) or websocket.args.get("token") or None
-    g.principal = _authenticate(token, access)
+    token = bearer_token(websocket.headers.get("Authorization")) or websocket.args.get("token") or None
+    g.principal = await _authenticate(token, access)

@@ -16,11 +16,13 @@ from quart_schema import validate_response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vareon_runtime.auth import Role
+from vareon_runtime.auth import Principal, Role
 from vareon_runtime.clock import utcnow
+from vareon_runtime.component import RuntimeContext
 from vareon_runtime.store import EventRecord
 from vareon_runtime.supervisor import ChildInfo, ChildStatus
 
+from .direct import direct
 from .context import current_context
 from .permissions import public, requires
 from .schemas import (
@@ -39,12 +41,17 @@ RECENT_FAILURES = 20
 blueprint = Blueprint("system", __name__)
 
 
+def _health(ctx: RuntimeContext, principal: Principal | None) -> HealthResponse:
+    return HealthResponse(version=ctx.version)
+
+
 @blueprint.get("/health")
 @public
+@direct(_health)
 @validate_response(HealthResponse)
 async def health() -> HealthResponse:
     """Liveness: the process answers. No authentication."""
-    return HealthResponse(version=current_context().version)
+    return _health(current_context(), None)
 
 
 @blueprint.get("/api/system/status")

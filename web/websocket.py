@@ -267,7 +267,7 @@ async def authenticate_websocket(
         token = websocket.args.get("token")
         if token is None:
             token = await _receive_auth_token(timeout)
-        principal: Principal = ctx.auth.verify_access_token(token)
+        principal: Principal = await ctx.auth.authenticate(token)
     except AuthenticationError as exc:
         await websocket.send(_encode({"type": "auth_invalid", "message": exc.message}))
         await websocket.close(CLOSE_AUTH_FAILED, "authentication failed")

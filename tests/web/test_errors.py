@@ -16,14 +16,14 @@ from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
 from web_support import DOMAINS, Account, Front, error_of
 
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 from web import create_app, public
 from web.permissions import route_access
 from web.validation import FORM_OR_JSON_ATTRIBUTE
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
+def front_components() -> tuple[Component, ...]:
     """The domains run, so their POST routes get past "module not running" to the body."""
     return DOMAINS
 

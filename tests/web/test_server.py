@@ -12,7 +12,8 @@ from web_support import Front, environ_for
 
 import web
 from vareon_runtime import Runtime, load_config
-from web import WebServer, public, web_component
+from web import WebServer, public
+from web.component import component as web_component
 
 
 async def test_binds_port_0_and_reports_the_port(front: Front, client: httpx.AsyncClient) -> None:

@@ -11,7 +11,7 @@ from web_support import Account, error_of, start_front
 
 from vareon_runtime import __version__
 from vareon_runtime.auth import Role
-from vareon_runtime.component import Component, RuntimeContext
+from vareon_runtime.component import Component
 from vareon_runtime.supervisor import ChildSpec
 from web.system import human_duration
 
@@ -62,15 +62,13 @@ class _Unplugged:
         raise RuntimeError("sensor bus unplugged")
 
 
-def _flaky(ctx: RuntimeContext) -> Component:
-    spec = ChildSpec("sensors", _Unplugged, max_restarts=1, period=60)
-    return Component(spec=spec, order=10)
+FLAKY = Component(name="sensors", build=lambda ctx: ChildSpec("sensors", _Unplugged, max_restarts=1, period=60), order=10)
 
 
 async def test_a_child_that_gave_up_shows_with_its_reason(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    front = await start_front(nursery, tmp_path / "data", components=(_flaky,))
+    front = await start_front(nursery, tmp_path / "data", components=(FLAKY,))
     await front.ctx.auth.create_user("watcher", None, "a long enough passphrase", Role.VIEWER)
     token = (await front.ctx.auth.login("watcher", "a long enough passphrase", None)).access_token
     async with httpx.AsyncClient(base_url=front.base_url, timeout=10) as client:

@@ -164,6 +164,15 @@ async def test_invalid_query_token_gets_auth_invalid_and_close(live: Live) -> No
         assert await closed_code(ws) == CLOSE_AUTH_FAILED
 
 
+async def test_a_disabled_accounts_token_gets_auth_invalid(live: Live) -> None:
+    user = await live.ctx.auth.get_user_by_username(live.accounts[Role.VIEWER].username)
+    await live.ctx.auth.update_user(user.id, is_active=False)
+    async with connect(f"{live.url}?token={live.token()}") as ws:
+        await receive(ws)
+        assert await receive(ws) == {"type": "auth_invalid", "message": "account disabled or removed; sign in again"}
+        assert await closed_code(ws) == CLOSE_AUTH_FAILED
+
+
 @pytest.mark.parametrize(
     ("first", "why"),
     [

@@ -1,4 +1,5 @@
-"""Accounts and access: users, roles, argon2id passwords, JWTs, sign-in limits, the mailer.
+"""Accounts and access: users (and their view in memory), roles, argon2id passwords, JWTs,
+sign-in limits, the mailer.
 
 :class:`Auth` is the service the web front and the ``vareon user`` commands use; importing this
 package also registers the ``users`` and ``refresh_tokens`` tables on the kernel's ``Base``
@@ -26,6 +27,9 @@ from vareon_runtime.auth.throttle import LoginThrottle as LoginThrottle
 from vareon_runtime.auth.throttle import address_key as address_key
 from vareon_runtime.auth.tokens import Tokens as Tokens
 from vareon_runtime.auth.tokens import load_signing_key as load_signing_key
+from vareon_runtime.auth.view import UserEntry as UserEntry
+from vareon_runtime.auth.view import UserNotes as UserNotes
+from vareon_runtime.auth.view import UserView as UserView
 
 __all__ = [
     "PASSWORD_MAX",
@@ -42,7 +46,10 @@ __all__ = [
     "TokenPair",
     "Tokens",
     "User",
+    "UserEntry",
+    "UserNotes",
     "UserRecord",
+    "UserView",
     "address_key",
     "check_email",
     "check_password",

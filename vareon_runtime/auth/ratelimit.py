@@ -16,6 +16,7 @@ from collections import OrderedDict, deque
 
 import trio
 
+from vareon_runtime.checks import check_counts, check_seconds
 from vareon_runtime.errors import TooManyRequestsError
 
 __all__ = ["RateLimit"]
@@ -33,12 +34,8 @@ class RateLimit:
     """
 
     def __init__(self, limit: int, window: float, *, refusal: str, max_keys: int = 10_000) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        if window <= 0:
-            raise ValueError(f"window must be a positive number of seconds, not {window!r}")
-        if max_keys < 1:
-            raise ValueError(f"max_keys must be at least 1, not {max_keys!r}")
+        check_counts({"limit": limit, "max_keys": max_keys})
+        check_seconds({"window": window})
         self.limit = limit
         self.window = window
         self.refusal = refusal

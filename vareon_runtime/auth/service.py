@@ -1,8 +1,11 @@
 """The auth service: accounts, sign-in, token rotation and email verification.
 
-:class:`Auth` is what the web front and the ``vareon user`` commands call. It keeps no per-user
-state in memory besides the login throttle, the registration limit and the cache of verified
-access tokens: accounts and refresh tokens live in the store, so a restart signs nobody out.
+:class:`Auth` is what the web front and the ``vareon user`` commands call. Accounts and refresh
+tokens live in the store, so a restart signs nobody out. In memory it keeps the login throttle,
+the registration limit, the cache of verified access tokens and :class:`UserView`, every
+account as it is now: every write to ``users`` goes through the view, so checking a caller
+(:meth:`Auth.authenticate`) costs no query and sees a disabled or removed account, or a new
+role, at the very next request (decision 0018).
 Verification mails go through the :class:`~vareon_runtime.auth.mail.Mailer`, which the runtime
 runs as a child of its own: a registration never waits for a mail server.
 """
@@ -17,11 +20,16 @@ from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from vareon_runtime.auth.mail import Mail, Mailer
-from vareon_runtime.auth.models import EMAIL_MAX, USERNAME_MAX, RefreshTokenRecord, UserRecord
+from vareon_runtime.auth.models import (
+    EMAIL_MAX,
+    USERNAME_MAX,
+    RefreshTokenRecord,
+    UserRecord,
+)
 from vareon_runtime.auth.passwords import Passwords
 from vareon_runtime.auth.ratelimit import RateLimit
 from vareon_runtime.auth.roles import Role
@@ -29,6 +37,7 @@ from vareon_runtime.auth.schemas import Principal, TokenPair, User
 from vareon_runtime.auth.shown import shown
 from vareon_runtime.auth.throttle import LoginThrottle, address_key
 from vareon_runtime.auth.tokens import IssuedRefresh, Tokens, load_signing_key
+from vareon_runtime.auth.view import UserNotes, UserView
 from vareon_runtime.clock import utcnow
 from vareon_runtime.config import Config
 from vareon_runtime.errors import (
@@ -62,6 +71,7 @@ _USERNAME_RE = re.compile(rf"[A-Za-z0-9_.-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 # Deliberately loose: one @, no spaces, a dot in the domain. Only a mail proves an address.
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 BAD_CREDENTIALS = "incorrect username or password"
+DISABLED_OR_REMOVED = "account disabled or removed; sign in again"
 _Rotation = Literal["ok", "unknown", "revoked", "reused", "inactive"]
 
 
@@ -129,13 +139,6 @@ def _to_user(record: UserRecord) -> User:
     return User.model_validate(record)
 
 
-# The hot path (/api/users/me on every dashboard poll) runs one prepared Core statement on the
-# session's connection: no ORM execution, identity map or per-call statement construction.
-_USER_BY_ID = select(*(getattr(UserRecord, name) for name in User.model_fields)).where(
-    UserRecord.id == bindparam("user_id")
-)
-
-
 def _by_username(session: Session, username: str) -> UserRecord | None:
     return session.scalars(select(UserRecord).where(UserRecord.username == username)).first()
 
@@ -177,6 +180,8 @@ class Auth:
             refusal="too many accounts registered from this address",
         )
         self._environ = os.environ if environ is None else environ
+        # Every account in memory; every write to `users` below goes through it (0018).
+        self.users = UserView(store)
         # Sends the verification mails when [email] smtp_host is set; the runtime runs it as a
         # child of its root supervisor (0010). Without it, tokens are written to the log.
         self.mailer: Mailer | None = None
@@ -235,13 +240,7 @@ class Auth:
             InvalidRequestError: bad username, email, password or role.
             ConflictError: the username or the email is taken.
         """
-        try:
-            role = Role(role)
-        except ValueError:
-            raise InvalidRequestError(
-                f"role must be one of {', '.join(r.value for r in Role)}, not {role!r}",
-                details={"field": "role"},
-            ) from None
+        role = _role(role)
         user = await self._create(username, email, password, role, verified=verified)
         logger.info("created %s %s", user.role.value, user.username)
         if not verified:
@@ -249,19 +248,28 @@ class Auth:
         return user
 
     async def get_user(self, user_id: str) -> User:
-        """Return the user with id ``user_id``.
+        """Return the user with id ``user_id``, read from the database (the view keeps it).
 
         Raises:
             NotFoundError: there is none.
         """
+        return _existing((await self.users.read(user_id)).user, user_id)
 
-        def fetch(session: Session) -> User:
-            row = session.connection().execute(_USER_BY_ID, {"user_id": user_id}).mappings().first()
-            if row is None:
-                raise NotFoundError(f"no user with id {user_id!r}")
-            return User.model_validate(dict(row))
+    def account_now(self, user_id: str) -> User | None:
+        """:meth:`account` from memory alone: None when there is none or it must be read."""
+        entry = self.users.known(user_id)
+        return None if entry is None else entry.user
 
-        return await self.store.read(fetch)
+    async def account(self, user_id: str) -> User:
+        """Return the user with id ``user_id`` as the users view holds it: no query once loaded.
+
+        Exact for every change made through this service; a change another process made to a
+        known account shows after the account's next sign-in or refresh (decision 0018).
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        return _existing((await self.users.entry(user_id)).user, user_id)
 
     async def get_user_by_username(self, username: str) -> User:
         """Return the user named ``username``.
@@ -278,6 +286,89 @@ class Auth:
 
         return await self.store.read(fetch)
 
+    async def update_user(
+        self, user_id: str, *, role: Role | None = None, is_active: bool | None = None
+    ) -> User:
+        """Change a user's role or active flag; the next request of the user sees it.
+
+        A disabled account's tokens are refused from the next request on (401), and its refresh
+        tokens no longer refresh; enabling it again lets it sign in again.
+
+        Raises:
+            InvalidRequestError: ``role`` is not a role.
+            NotFoundError: there is no such user.
+        """
+        new_role = None if role is None else _role(role)
+
+        def change(session: Session, notes: UserNotes) -> User:
+            record = session.get(UserRecord, user_id)
+            if record is None:
+                raise NotFoundError(f"no user with id {user_id!r}")
+            if new_role is not None:
+                record.role = new_role.value
+            if is_active is not None:
+                record.is_active = is_active
+            user = _to_user(record)
+            notes.saw(user)
+            return user
+
+        user = await self.users.write(change)
+        logger.info(
+            "%s is now %s%s", user.username, user.role.value, "" if user.is_active else ", disabled"
+        )
+        return user
+
+    async def set_password(self, user_id: str, password: str) -> User:
+        """Replace a user's password and end every sign-in of the user.
+
+        Its refresh tokens are revoked, so other sessions end at their next refresh (access
+        tokens live out their ``access_token_ttl``).
+
+        Raises:
+            InvalidRequestError: the password breaks the rules.
+            NotFoundError: there is no such user.
+        """
+        check_password(password)
+        password_hash = await self.passwords.hash(password)
+
+        def change(session: Session, notes: UserNotes) -> User:
+            record = session.get(UserRecord, user_id)
+            if record is None:
+                raise NotFoundError(f"no user with id {user_id!r}")
+            record.password_hash = password_hash
+            session.execute(
+                update(RefreshTokenRecord)
+                .where(RefreshTokenRecord.user_id == user_id)
+                .values(revoked=True)
+            )
+            user = _to_user(record)
+            notes.saw(user)
+            return user
+
+        user = await self.users.write(change)
+        logger.info("changed the password of %s; its sign-ins are revoked", user.username)
+        return user
+
+    async def delete_user(self, user_id: str) -> None:
+        """Remove a user and its refresh tokens; its tokens are refused from the next request.
+
+        Raises:
+            NotFoundError: there is no such user.
+        """
+
+        def remove(session: Session, notes: UserNotes) -> str:
+            record = session.get(UserRecord, user_id)
+            if record is None:
+                raise NotFoundError(f"no user with id {user_id!r}")
+            username = record.username
+            session.execute(delete(RefreshTokenRecord).where(RefreshTokenRecord.user_id == user_id))
+            session.delete(record)
+            notes.removed(user_id)
+            return username
+
+        username = await self.users.write(remove)
+        logger.info("removed the user %s", username)
+
     async def ensure_bootstrap_admin(self) -> User | None:
         """Create ``[auth] bootstrap_admin`` as an admin unless an account of that name exists.
 
@@ -291,6 +382,8 @@ class Auth:
             ConfigError: the password variable is unset or empty, or its value or the username
                 breaks the account rules.
         """
+        # The runtime calls this once at boot, before its modules: the users view is loaded here.
+        await self.users.load()
         auth = self.config.auth
         name = auth.bootstrap_admin
         if name is None:
@@ -359,9 +452,13 @@ class Auth:
         refresh = self.tokens.issue_refresh(account.id)
         account_id = account.id
 
-        def record_login(session: Session) -> User | None:
+        def record_login(session: Session, notes: UserNotes) -> User | None:
             user = session.get(UserRecord, account_id)
-            if user is None or not user.is_active:
+            if user is None:
+                notes.removed(account_id)
+                return None
+            if not user.is_active:
+                notes.saw(_to_user(user))
                 return None
             now = utcnow()
             user.last_login_at = now
@@ -374,9 +471,11 @@ class Auth:
                 )
             )
             session.add(_refresh_record(refresh, account_id))
-            return _to_user(user)
+            shown_user = _to_user(user)
+            notes.saw(shown_user)
+            return shown_user
 
-        user = await self.store.write(record_login)
+        user = await self.users.write(record_login)
         if user is None:  # disabled or removed between the check and now
             raise AuthenticationError(BAD_CREDENTIALS)
         if new_hash is not None:
@@ -432,7 +531,7 @@ class Auth:
             raise AuthenticationError("invalid token")
         issued = self.tokens.issue_refresh(user_id, family=family)
 
-        def rotate(session: Session) -> tuple[_Rotation, User | None]:
+        def rotate(session: Session, notes: UserNotes) -> tuple[_Rotation, User | None]:
             row = session.get(RefreshTokenRecord, jti)
             if row is None or row.user_id != user_id:
                 return "unknown", None
@@ -446,14 +545,19 @@ class Auth:
                 )
                 return "reused", None
             row.used_at = utcnow()
-            user = session.get(UserRecord, user_id)
-            if user is None or not user.is_active:
+            record = session.get(UserRecord, user_id)
+            if record is None:
+                notes.removed(user_id)
+                return "inactive", None
+            user = _to_user(record)
+            notes.saw(user)  # read in the writer: keeps the view current for this account
+            if not user.is_active:
                 return "inactive", None
             session.add(_refresh_record(issued, user_id))
-            return "ok", _to_user(user)
+            return "ok", user
 
         # The revocation must commit, so refusals are raised here rather than inside rotate.
-        outcome, user = await self.store.write(rotate)
+        outcome, user = await self.users.write(rotate)
         if outcome == "ok" and user is not None:
             return self._pair(user, issued)
         if outcome == "reused":
@@ -467,11 +571,47 @@ class Auth:
         if outcome == "revoked":
             raise AuthenticationError("refresh token revoked; sign in again")
         if outcome == "inactive":
-            raise AuthenticationError("account disabled or removed; sign in again")
+            raise AuthenticationError(DISABLED_OR_REMOVED)
         raise AuthenticationError("invalid token")
 
+    async def authenticate(self, token: str) -> Principal:
+        """Return the caller of an access token as its account is now.
+
+        The token proves who it was issued to; the users view says whether that account still
+        exists and is active, and with which role, so a change made through this service
+        applies to the very next request. No query once the account is in the view.
+
+        Raises:
+            AuthenticationError: the token is expired or invalid, or its account is disabled
+                or removed.
+            StoreError: the account was not in the view and the store failed to read it.
+        """
+        user_id = self.tokens.verify_access(token).user_id
+        principal = (await self.users.entry(user_id)).principal
+        if principal is None:
+            raise AuthenticationError(DISABLED_OR_REMOVED)
+        return principal
+
+    def authenticate_now(self, token: str) -> Principal | None:
+        """:meth:`authenticate` from memory alone, for a path that must not wait.
+
+        Returns:
+            The caller; None when the token or the account is refused, or when the account
+            must be read first (:meth:`authenticate` then gives the answer or the error).
+        """
+        try:
+            user_id = self.tokens.verify_access(token).user_id
+        except AuthenticationError:
+            return None
+        entry = self.users.known(user_id)
+        return None if entry is None else entry.principal
+
     def verify_access_token(self, token: str) -> Principal:
-        """Return the caller named by an access token; cheap on repeated tokens (cached).
+        """Return the caller named by an access token, from the token alone (cached).
+
+        It does not look at the account: a token of a disabled or removed account passes
+        until it expires, and the role is the one at issue. Use :meth:`authenticate` to admit
+        a caller.
 
         Raises:
             AuthenticationError: "token expired" or "invalid token".
@@ -510,14 +650,16 @@ class Auth:
         user_id: str = claims["sub"]
         email = claims.get("email")
 
-        def mark(session: Session) -> User | None:
+        def mark(session: Session, notes: UserNotes) -> User | None:
             record = session.get(UserRecord, user_id)
             if record is None or record.email is None or record.email != email:
                 return None
             record.email_verified = True
-            return _to_user(record)
+            user = _to_user(record)
+            notes.saw(user)
+            return user
 
-        user = await self.store.write(mark)
+        user = await self.users.write(mark)
         if user is None:
             raise InvalidRequestError(
                 "invalid email verification token: its account or address no longer exists"
@@ -532,14 +674,16 @@ class Auth:
             NotFoundError: no user has that name.
         """
 
-        def mark(session: Session) -> User:
+        def mark(session: Session, notes: UserNotes) -> User:
             record = _by_username(session, username)
             if record is None:
                 raise NotFoundError(f"no user named {username!r}")
             record.email_verified = True
-            return _to_user(record)
+            user = _to_user(record)
+            notes.saw(user)
+            return user
 
-        return await self.store.write(mark)
+        return await self.users.write(mark)
 
     async def send_verification(self, user_id: str) -> None:
         """Issue a new verification token for the user and deliver it (mail or log).
@@ -595,7 +739,7 @@ class Auth:
         password_hash = await self.passwords.hash(password)
         user_id = str(uuid.uuid4())
 
-        def insert(session: Session) -> User:
+        def insert(session: Session, notes: UserNotes) -> User:
             if _by_username(session, username) is not None:
                 raise ConflictError(
                     f"username {username!r} is taken; choose another",
@@ -622,9 +766,21 @@ class Auth:
             )
             session.add(record)
             session.flush()
-            return _to_user(record)
+            user = _to_user(record)
+            notes.saw(user)
+            return user
 
-        return await self.store.write(insert)
+        return await self.users.write(insert)
+
+
+def _role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise InvalidRequestError(
+            f"role must be one of {', '.join(r.value for r in Role)}, not {role!r}",
+            details={"field": "role"},
+        ) from None
 
 
 def _refresh_record(issued: IssuedRefresh, user_id: str) -> RefreshTokenRecord:
@@ -636,3 +792,9 @@ def _refresh_record(issued: IssuedRefresh, user_id: str) -> RefreshTokenRecord:
         expires_at=issued.expires_at,
         revoked=False,
     )
+
+
+def _existing(user: User | None, user_id: str) -> User:
+    if user is None:
+        raise NotFoundError(f"no user with id {user_id!r}")
+    return user

@@ -32,6 +32,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
+from vareon_runtime.checks import check_counts, check_seconds
 from vareon_runtime.errors import TooManyRequestsError
 
 __all__ = ["LoginThrottle", "address_key"]
@@ -95,12 +96,8 @@ class LoginThrottle:
         max_delay: float = 8.0,
         max_keys: int = 10_000,
     ) -> None:
-        if max_failures < 1:
-            raise ValueError(f"max_failures must be at least 1, not {max_failures!r}")
-        if lockout <= 0:
-            raise ValueError(f"lockout must be a positive number of seconds, not {lockout!r}")
-        if max_keys < 1:
-            raise ValueError(f"max_keys must be at least 1, not {max_keys!r}")
+        check_counts({"max_failures": max_failures, "max_keys": max_keys})
+        check_seconds({"lockout": lockout})
         self.max_failures = max_failures
         self.lockout = lockout
         self.base_delay = base_delay

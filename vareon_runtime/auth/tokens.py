@@ -25,6 +25,7 @@ import jwt
 
 from vareon_runtime.auth.roles import Role
 from vareon_runtime.auth.schemas import Principal
+from vareon_runtime.checks import check_counts
 from vareon_runtime.config import JWT_SECRET_MIN_LENGTH, Config
 from vareon_runtime.errors import AuthenticationError, ConfigError
 
@@ -128,8 +129,7 @@ class Tokens:
         verify_ttl: int = VERIFY_TTL,
         cache_size: int = 4096,
     ) -> None:
-        if cache_size < 1:
-            raise ValueError(f"cache_size must be at least 1, not {cache_size!r}")
+        check_counts({"cache_size": cache_size})
         self._key = key
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
