@@ -1,6 +1,8 @@
 """``create_app``: the Quart-Trio app of one runtime, with its blueprints, checks and docs.
 
-One blueprint per domain (``auth``, ``system``, ...). Before any view: a request id, the body
+One blueprint per web module, each published under the entry point group ``vareon.routes``
+(``agents = "web.agents:blueprint"``): a new domain adds its module and its entry point, never
+a line here. The entry point's name is the blueprint's tag in the API docs. Before any view: a request id, the body
 limit (413 on a too large Content-Length before a byte of the body is read; a chunked body is cut
 off by Quart once it passes the same limit; a route marked ``@upload_route`` has
 ``upload_max_size`` instead of ``max_body_size``, see :mod:`web.uploads`), then the access check
@@ -12,16 +14,27 @@ assets served from the installed ``swagger_ui_bundle`` under ``/docs/static/``, 
 on a box with no network. The redoc and scalar pages are off (they load scripts from a CDN).
 
 The runtime context is kept in ``app.extensions["vareon"]`` (:mod:`web.context`).
+
+What each request costs (decision 0018): :class:`~web.connection.VareonConnection` serves a
+request whose body is all in without Quart-Trio's second task, a view's model is serialized to
+JSON once, and a GET route declared :func:`~web.direct.direct` (``/health``,
+``/api/users/me``) is answered from memory, with the same checks, headers and body, without
+Quart's request machinery; anything it cannot answer so takes the full path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from functools import wraps
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic_core import to_json
 from quart import Blueprint, Response, current_app, request, send_from_directory
+from quart.json.provider import DefaultJSONProvider
 from quart_schema import (
     HttpSecurityScheme,
     Info,
@@ -31,8 +44,6 @@ from quart_schema import (
     hide,
     tag_blueprint,
 )
-from pydantic_core import to_json
-from quart.json.provider import DefaultJSONProvider
 from quart_trio import QuartTrio
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -40,28 +51,23 @@ from werkzeug.routing.rules import Rule
 
 from vareon_runtime.auth import Role
 from vareon_runtime.component import RuntimeContext
+from vareon_runtime.errors import ConfigError
 
-from . import auth, devices, myntrix, system, tasks, telemetry, visualization, websocket
 from .context import install_context
+from .connection import VareonConnection
+from .direct import VareonApp
 from .errors import install_error_handlers
 from .permissions import access_of, install_permissions, public
 from .schemas import ErrorResponse
-from .uploads import UploadConnection, UploadTooLargeError, is_upload_route
+from .uploads import UploadTooLargeError, is_upload_route
 from .validation import FORM_OR_JSON_ATTRIBUTE, VareonRequest
 
-__all__ = ["BLUEPRINTS", "DOCS_STATIC", "VareonRequest", "create_app"]
+__all__ = ["DOCS_STATIC", "ROUTES_GROUP", "VareonRequest", "create_app", "discover_routes"]
 
-# Each domain's blueprint and its tag in the API docs; a new domain adds one line here.
-BLUEPRINTS: tuple[tuple[Blueprint, str], ...] = (
-    (system.blueprint, "system"),
-    (auth.blueprint, "auth"),
-    (websocket.blueprint, "websocket"),
-    (myntrix.blueprint, "myntrix"),
-    (devices.blueprint, "devices"),
-    (telemetry.blueprint, "telemetry"),
-    (visualization.blueprint, "visualization"),
-    (tasks.blueprint, "tasks"),
-)
+log = logging.getLogger("vareon.web")
+
+ROUTES_GROUP = "vareon.routes"
+"""Entry points naming a web module's blueprint (``module:blueprint``), one per module."""
 
 DOCS_STATIC = "/docs/static"
 _SWAGGER_DIR = Path(str(swagger_ui_path))
@@ -112,9 +118,11 @@ def _error(description: str) -> dict[str, Any]:
 
 
 class _JSONProvider(DefaultJSONProvider):
-    """Response JSON through pydantic-core's serializer: the same JSON for our types, faster.
+    """JSON without options (``quart.json.dumps``, ``send_json``) through pydantic-core.
 
-    Calls with options (the pretty-printed OpenAPI document) keep the standard library path.
+    Calls with options keep the standard library path: the pretty-printed OpenAPI document, and
+    Flask's ``response()``, which always passes some; a view's model does not come here, it is
+    serialized by :func:`_answer_models`.
     """
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
@@ -123,15 +131,52 @@ class _JSONProvider(DefaultJSONProvider):
         return to_json(obj).decode()
 
 
+_MakeResponse = Callable[[Any], Awaitable[Any]]
+
+
+def _answer_models(app: VareonApp, make_response: _MakeResponse) -> _MakeResponse:
+    """Wrap quart-schema's ``make_response`` so that a model is serialized once.
+
+    quart-schema turns a view's model into a dict (``model_dump``) that Quart then encodes as
+    JSON: two passes over the data. A model, alone or with a status (the shapes
+    ``@validate_response`` hands over), is serialized by pydantic-core straight to JSON with
+    the same options; any other result goes the usual way.
+    """
+    options = app.dump_options = {
+        key: value
+        for key, value in app.config["QUART_SCHEMA_PYDANTIC_DUMP_OPTIONS"].items()
+        if key != "mode"  # JSON, by construction
+    }
+    mimetype = app.json.mimetype
+
+    @wraps(make_response)
+    async def answer(result: Any) -> Any:
+        value, status = result, None
+        if (
+            type(result) is tuple
+            and len(result) in (2, 3)
+            and type(result[1]) is int
+            and (len(result) == 2 or result[2] is None)
+        ):
+            value, status = result[0], result[1]
+        if isinstance(value, BaseModel) and not app.config["QUART_SCHEMA_CONVERT_CASING"]:
+            body = value.__pydantic_serializer__.to_json(value, **options)
+            return app.response_class(body, status=status, mimetype=mimetype)
+        return await make_response(result)
+
+    return answer
+
+
 def create_app(ctx: RuntimeContext) -> QuartTrio:
     """Build the HTTP and WebSocket app of the runtime ``ctx``.
 
     Returns:
         The app, ready for Hypercorn or ``app.test_client()``.
     """
-    app = QuartTrio(__name__, static_folder=None)
+    app = VareonApp(__name__, static_folder=None)
     app.request_class = VareonRequest
-    app.asgi_http_class = UploadConnection  # an upload route's body gets upload_max_size
+    # An upload route's body gets upload_max_size; a request without a body takes a short path.
+    app.asgi_http_class = VareonConnection
     app.config.update(
         MAX_CONTENT_LENGTH=ctx.config.server.max_body_size,
         # A form field may be as large as the body limit allows (Quart's own default of 500 kB
@@ -174,15 +219,41 @@ def create_app(ctx: RuntimeContext) -> QuartTrio:
         openapi_provider_class=VareonOpenAPIProvider,
     )
     app.json = _JSONProvider(app)
+    app.make_response = _answer_models(app, app.make_response)  # type: ignore[method-assign]
     # quart-schema's own views are bound methods, which take no marker: mark wrappers instead.
     for endpoint in ("openapi", "swagger_ui"):
         app.view_functions[endpoint] = public(_wrap(app.view_functions[endpoint]))
     app.add_url_rule(f"{DOCS_STATIC}/<path:filename>", "docs_static", _docs_static)
+    # Direct answers stand for the hooks installed so far; the routes are final at startup.
+    app.know_hooks()
 
-    for blueprint, tag in BLUEPRINTS:
+    @app.before_serving
+    async def find_direct_routes() -> None:
+        app.find_direct_routes()
+
+
+    for tag, blueprint in discover_routes():
         tag_blueprint(blueprint, [tag])
         app.register_blueprint(blueprint)
     return app
+
+
+def discover_routes() -> list[tuple[str, Blueprint]]:
+    """Every blueprint published under ``vareon.routes``, by entry point name.
+
+    Raises:
+        ConfigError: an entry point cannot be loaded or does not name a blueprint.
+    """
+    found: list[tuple[str, Blueprint]] = []
+    for point in sorted(entry_points(group=ROUTES_GROUP), key=lambda p: p.name):
+        try:
+            blueprint = point.load()
+        except Exception as exc:
+            raise ConfigError(f"routes {point.name!r} ({point.value}) failed to load: {exc}; reinstall the package") from exc
+        if not isinstance(blueprint, Blueprint):
+            raise ConfigError(f"routes {point.name!r} ({point.value}) name a {type(blueprint).__name__}, not a Blueprint")
+        found.append((point.name, blueprint))
+    return found
 
 
 def _wrap(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -206,9 +277,10 @@ async def _docs_static(filename: str) -> Response:
 async def _refuse_large_body() -> None:
     # Quart would refuse the same body only when a view reads it; refuse it before any work.
     # An upload route's request carries its own limit, upload_max_size (web.uploads).
-    length = request.content_length
-    limit = request.max_content_length
+    req = request._get_current_object()  # one context lookup, not one per attribute
+    length = req.content_length
+    limit = req.max_content_length
     if length is not None and limit is not None and length > limit:
-        if is_upload_route(current_app.view_functions.get(request.endpoint or "")):
+        if is_upload_route(current_app.view_functions.get(req.endpoint or "")):
             raise UploadTooLargeError.over(limit)
         raise RequestEntityTooLarge()

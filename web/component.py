@@ -7,18 +7,18 @@ from vareon_runtime.supervisor import ChildSpec
 
 from .server import WebServer
 
-__all__ = ["WEB_ORDER", "web_component"]
+__all__ = ["WEB_ORDER", "component"]
 
 # Highest order: the web front starts after every domain and stops before them.
 WEB_ORDER = 1000
 WEB_SHUTDOWN = 5.0
 
 
-def web_component(ctx: RuntimeContext) -> Component | None:
+def _build(ctx: RuntimeContext) -> ChildSpec | None:
     """The ``web`` child of the root supervisor, or None when ``[server] enabled = false``.
 
     The child's factory hands out the same :class:`WebServer` on every (re)start, so its app and
-    bound address stay reachable through ``component.spec.factory()``.
+    bound address stay reachable through ``spec.factory()``.
     """
     if not ctx.config.server.enabled:
         return None
@@ -27,4 +27,8 @@ def web_component(ctx: RuntimeContext) -> Component | None:
     def factory() -> WebServer:
         return server
 
-    return Component(spec=ChildSpec("web", factory, shutdown=WEB_SHUTDOWN), order=WEB_ORDER)
+    return ChildSpec("web", factory, shutdown=WEB_SHUTDOWN)
+
+
+component = Component(name="web", build=_build, order=WEB_ORDER)
+"""The ``web`` component."""

@@ -1,7 +1,7 @@
 """Myntrix devices over HTTP (seeds 001, 002, 003): CRUD, connection, commands, uploads.
 
-Every handler reaches the domain through the registry (:func:`actors.myntrix.devices.devices_of`)
-and lets the :class:`~actors.myntrix.devices.Devices` face refuse: 404 for an unknown id, 409
+Every handler reaches the domain through its face (:class:`~actors.myntrix.devices.Devices`)
+and lets it refuse: 404 for an unknown id, 409
 for a command to a device that is not connected (or is uploading), 422 for invalid fields or a
 connection string no driver takes (naming the known schemes), 504 when the device's reply did
 not complete in time (``details.received`` holds what came). Bodies go out with the seeds'
@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from actors.myntrix import Job
+from actors.kit.schemas import Job
 from actors.myntrix.devices import (
     CommandReply,
     CommandRequest,
@@ -41,13 +41,12 @@ from actors.myntrix.devices import (
     DeviceStatus,
     DeviceStatusReport,
     DeviceUpdate,
-    devices_of,
 )
 from vareon_runtime.auth import Role
-from vareon_runtime.errors import NotRegisteredError, ServiceError, UnavailableError
+from vareon_runtime.errors import ServiceError
 
 from .context import current_context
-from .myntrix import TOTAL_COUNT_HEADER
+from .kit import PageQuery, ResourceDocs, face, page_reply, resource_routes
 from .permissions import current_principal, requires
 from .uploads import save_upload, upload_route
 
@@ -57,16 +56,10 @@ CONNECT_WAIT_MAX = 60.0
 
 blueprint = Blueprint("devices", __name__)
 
-_NOT_RUNNING = (
-    "the devices module is not running (not installed, disabled, or restarting); see /api/system/status"
-)
 
+class DeviceListQuery(PageQuery):
+    """`GET /api/myntrix/devices` query."""
 
-class DeviceListQuery(BaseModel):
-    """``GET /api/myntrix/devices`` query."""
-
-    limit: int = Field(50, ge=1, le=500, description="Devices per page.")
-    offset: int = Field(0, ge=0, description="Devices skipped before the page.")
     status: DeviceStatus | None = Field(None, description="Only devices in this status.")
 
 
@@ -78,60 +71,24 @@ class ConnectQuery(BaseModel):
     )
 
 
-async def _devices() -> Devices:
-    try:
-        return await devices_of(current_context().registry)
-    except NotRegisteredError:
-        raise UnavailableError(_NOT_RUNNING) from None
-
-
-async def _page(query_args: DeviceListQuery) -> tuple[list[Device], int, dict[str, str]]:
-    status = query_args.status.value if query_args.status is not None else None
-    page = await (await _devices()).list(limit=query_args.limit, offset=query_args.offset, status=status)
-    return page.items, 200, {TOTAL_COUNT_HEADER: str(page.total)}
-
-
-@blueprint.get("/api/myntrix/devices")
-@requires(Role.VIEWER)
-@validate_querystring(DeviceListQuery)
-@validate_response(list[Device])
-async def list_devices(query_args: DeviceListQuery) -> tuple[list[Device], int, dict[str, str]]:
-    """A page of devices with their connection status, oldest first; the total in ``X-Total-Count``."""
-    return await _page(query_args)
-
-
-@blueprint.post("/api/myntrix/devices")
-@requires(Role.ADMIN)
-@validate_request(DeviceCreate)
-@validate_response(Device, 201)
-async def create_device(data: DeviceCreate) -> tuple[Device, int]:
-    """Add a device, disconnected. 422 when no driver takes its connection string."""
-    return await (await _devices()).create(data), 201
-
-
-@blueprint.get("/api/myntrix/devices/<device_id>")
-@requires(Role.VIEWER)
-@validate_response(Device)
-async def get_device(device_id: str) -> Device:
-    """One device."""
-    return await (await _devices()).get(device_id)
-
-
-@blueprint.put("/api/myntrix/devices/<device_id>")
-@requires(Role.ADMIN)
-@validate_request(DeviceUpdate)
-@validate_response(Device)
-async def update_device(device_id: str, data: DeviceUpdate) -> Device:
-    """Change the fields given; a new connection string or configuration reopens the link."""
-    return await (await _devices()).update(device_id, data)
-
-
-@blueprint.delete("/api/myntrix/devices/<device_id>")
-@requires(Role.ADMIN)
-async def delete_device(device_id: str) -> tuple[str, int]:
-    """Close the device's link (cancelling an upload) and remove it."""
-    await (await _devices()).delete(device_id)
-    return "", 204
+resource_routes(
+    blueprint,
+    "/api/myntrix/devices",
+    Devices,
+    item=Device,
+    query=DeviceListQuery,
+    create=DeviceCreate,
+    update=DeviceUpdate,
+    read=Role.VIEWER,
+    write=Role.ADMIN,
+    docs=ResourceDocs(
+        list="A page of devices with their connection status, oldest first; the total in `X-Total-Count`.",
+        create="Add a device, disconnected. 422 when no driver takes its connection string.",
+        get="One device.",
+        update="Change the fields given; a new connection string or configuration reopens the link.",
+        delete="Close the device's link (cancelling an upload) and remove it.",
+    ),
+)
 
 
 @blueprint.post("/api/myntrix/devices/<device_id>/connect")
@@ -141,7 +98,7 @@ async def delete_device(device_id: str) -> tuple[str, int]:
 async def connect_device(device_id: str, query_args: ConnectQuery) -> Device:
     """Connect the device and keep it connected; answers once connected, failed, or after
     ``wait`` seconds, with the status as it is. 409 when it is already connected."""
-    return await (await _devices()).connect(device_id, wait=query_args.wait)
+    return await face(Devices).connect(device_id, wait=query_args.wait)
 
 
 @blueprint.post("/api/myntrix/devices/<device_id>/disconnect")
@@ -149,7 +106,7 @@ async def connect_device(device_id: str, query_args: ConnectQuery) -> Device:
 @validate_response(Device)
 async def disconnect_device(device_id: str) -> Device:
     """Close the device's link and stop reconnecting. 409 when already disconnected or uploading."""
-    return await (await _devices()).disconnect(device_id)
+    return await face(Devices).disconnect(device_id)
 
 
 @blueprint.post("/api/myntrix/devices/<device_id>/command")
@@ -159,7 +116,7 @@ async def disconnect_device(device_id: str) -> Device:
 async def send_command(device_id: str, data: CommandRequest) -> CommandReply:
     """Send one command and answer the device's reply (``ok`` false for an error reply).
     409 when not connected, 504 with ``details.received`` when the reply did not complete."""
-    return await (await _devices()).command(device_id, data.command, timeout=data.timeout)
+    return await face(Devices).command(device_id, data.command, timeout=data.timeout)
 
 
 @blueprint.post("/api/myntrix/devices/<device_id>/upload")
@@ -169,7 +126,7 @@ async def send_command(device_id: str, data: CommandRequest) -> CommandReply:
 async def upload_to_device(device_id: str) -> tuple[Job, int]:
     """Upload a file (multipart, part ``file``) and send it to the device as a job: G-code line
     by line with flow control, other files in chunks. Answers 202 with the job."""
-    devices = await _devices()
+    devices = face(Devices)
     device = devices.check_uploadable(await devices.get(device_id))  # 404, 409 before reading the body
     config = current_context().config
     saved = await save_upload(request, config.data_dir_path / "uploads", max_size=config.server.upload_max_size)
@@ -187,7 +144,7 @@ async def upload_to_device(device_id: str) -> tuple[Job, int]:
 async def cancel_upload(device_id: str) -> Job:
     """Cancel the device's running upload; answers its job, failed "cancelled by <user>".
     409 when no upload runs."""
-    return await (await _devices()).cancel_upload(device_id, by=current_principal().username)
+    return await face(Devices).cancel_upload(device_id, by=current_principal().username)
 
 
 @blueprint.get("/api/myntrix/hardware")
@@ -195,8 +152,8 @@ async def cancel_upload(device_id: str) -> Job:
 @validate_querystring(DeviceListQuery)
 @validate_response(list[Device])
 async def list_hardware(query_args: DeviceListQuery) -> tuple[list[Device], int, dict[str, str]]:
-    """Seed 002's legacy name of ``GET /api/myntrix/devices``: the same list."""
-    return await _page(query_args)
+    """Seed 002's legacy name of `GET /api/myntrix/devices`: the same list."""
+    return page_reply(await face(Devices).list(**query_args.model_dump()))
 
 
 @blueprint.get("/api/myntrix/hardware/<device_id>/status")
@@ -205,4 +162,4 @@ async def list_hardware(query_args: DeviceListQuery) -> tuple[list[Device], int,
 async def hardware_status(device_id: str) -> DeviceStatusReport:
     """Seed 002's legacy status of one device: its status, whether connected, lastSeen,
     firmwareVersion, desiredState and lastError."""
-    return await (await _devices()).status_report(device_id)
+    return await face(Devices).status_report(device_id)

@@ -17,8 +17,8 @@ for lines read from the device, ``{"deviceId", "time", "sent": "M105"}`` for a c
 it. ``status`` frames carry the device's ``device.<id>.status`` events (connected, disconnected...).
 
 An unknown device gets ``{"type": "error", "error": {"code": "not_found", "message", "details"}}``
-and close code :data:`CLOSE_NOT_FOUND`; a database that cannot answer, ``unavailable`` and
-:data:`CLOSE_TRY_AGAIN`; a role that may not read the device (none today, see
+and close code :data:`CLOSE_NOT_FOUND`; a database that cannot answer, or a devices module that
+is not running, ``unavailable`` and :data:`CLOSE_TRY_AGAIN`; a role that may not read the device (none today, see
 :func:`web.websocket.may_subscribe`), ``forbidden`` and :data:`CLOSE_FORBIDDEN`. A frame from the client other than a ping gets an ``error`` frame
 (``invalid_format``) and the stream goes on.
 
@@ -33,18 +33,13 @@ the subscriptions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
 import trio
 from quart import Blueprint, websocket
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from actors.myntrix.devices.device import status_topic
-from actors.myntrix.devices.models import DeviceRecord
-from actors.myntrix.devices.telemetry import telemetry_topic
+from actors.myntrix.devices import Devices, status_topic, telemetry_topic
 from vareon_runtime.auth import shown
 from vareon_runtime.bus import Event, Overflow, Subscription
 from vareon_runtime.errors import (
@@ -57,6 +52,7 @@ from vareon_runtime.errors import (
 )
 
 from .context import current_context
+from .kit import face
 from .permissions import websocket_auth
 from .validation import parse_json
 from .websocket import authenticate_websocket, may_subscribe
@@ -97,13 +93,6 @@ def _encode(frame: dict[str, Any]) -> str:
     return pydantic_core.to_json(
         frame, serialize_unknown=True, inf_nan_mode="null", bytes_mode="base64"
     ).decode()
-
-
-def _device_exists(device_id: str) -> Callable[[Session], bool]:
-    def read(session: Session) -> bool:
-        return session.scalar(select(DeviceRecord.id).where(DeviceRecord.id == device_id)) is not None
-
-    return read
 
 
 def _not_found(device_id: str) -> NotFoundError:
@@ -211,13 +200,16 @@ async def telemetry_stream(device_id: str) -> None:
         status_topic(device_id), queue_size=64
     ) as status:
         try:
-            exists = await ctx.store.read(_device_exists(device_id))
+            await face(Devices).get(device_id)
+        except NotFoundError:
+            await _refuse(_not_found(device_id), CLOSE_NOT_FOUND)
+            return
+        except UnavailableError as exc:
+            await _refuse(exc, CLOSE_TRY_AGAIN)
+            return
         except StoreError as exc:
             log.warning("telemetry stream of %s: cannot read the devices table: %s", device_id, exc)
             await _refuse(UnavailableError("the database cannot answer now; reconnect later"), CLOSE_TRY_AGAIN)
-            return
-        if not exists:
-            await _refuse(_not_found(device_id), CLOSE_NOT_FOUND)
             return
         await websocket.send(_encode({"type": "ready", "deviceId": device_id}))
         outbound, outbound_queue = trio.open_memory_channel[str](_OUTBOUND_FRAMES)

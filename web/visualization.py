@@ -11,7 +11,7 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import validate_response
 
-from actors.myntrix import VisualizationData, visualization_data
+from actors.myntrix.visualization import VisualizationData, visualization_data
 from vareon_runtime.auth import Role
 
 from .context import current_context

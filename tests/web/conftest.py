@@ -18,7 +18,7 @@ from quart.testing import QuartClient
 from web_support import PASSWORD, START_TIMEOUT, Account, Front, start_front
 
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def front_environ() -> dict[str, str]:
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
+def front_components() -> tuple[Component, ...]:
     """Domain components the ``front`` fixture runs beside the web front (override in a module)."""
     return ()
 
@@ -38,7 +38,7 @@ async def front(
     nursery: trio.Nursery,
     tmp_path: Path,
     front_environ: dict[str, str],
-    front_components: tuple[ComponentFactory, ...],
+    front_components: tuple[Component, ...],
 ) -> AsyncIterator[Front]:
     """A running runtime with the web front (and ``front_components``); stopped after the test."""
     front = await start_front(nursery, tmp_path / "data", front_environ, components=front_components)

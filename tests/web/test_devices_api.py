@@ -13,13 +13,12 @@ import pytest
 import trio
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from web_support import Account, Front, error_of, start_front
+from web_support import Account, DEVICES, Front, error_of, start_front
 
-from actors.myntrix import myntrix_component
-from actors.myntrix.devices import DeviceRecord, DeviceStatus, devices_component, devices_of
+from actors.myntrix.devices import DeviceRecord, Devices, DeviceStatus
 from actors.myntrix.devices.simulator import MARLIN_FIRMWARE, SCPI_IDENTITY, MarlinPrinter, PtySimulator, ScpiInstrument, TcpSimulator
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 TIMEOUT = 20.0
 MARLIN = {"identifyCommand": "M115", "upload": {"mode": "gcode", "lineNumbers": True}}
@@ -27,8 +26,8 @@ SCPI = {"identifyCommand": "*IDN?", "replyTerminator": None}
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component, devices_component)
+def front_components() -> tuple[Component, ...]:
+    return DEVICES
 
 
 @pytest.fixture
@@ -268,9 +267,9 @@ async def test_a_runtime_restart_brings_a_connected_device_back_connected(
     nursery: trio.Nursery, tmp_path: Path, marlin: PtySimulator, front_environ: dict[str, str]
 ) -> None:
     data = tmp_path / "restarted"
-    components = (myntrix_component, devices_component)
+    components = DEVICES
     first = await start_front(nursery, data, front_environ, components=components)
-    devices = await devices_of(first.ctx.registry)
+    devices = first.ctx.registry.face(Devices)
     device = await devices.create({"name": "printer", "connectionString": marlin.connection_string, "configuration": MARLIN})
     spare = await devices.create({"name": "spare", "connectionString": "loop://"})
     with trio.fail_after(TIMEOUT):
@@ -279,7 +278,7 @@ async def test_a_runtime_restart_brings_a_connected_device_back_connected(
 
     second = await start_front(nursery, data, front_environ, components=components)
     try:
-        devices = await devices_of(second.ctx.registry)
+        devices = second.ctx.registry.face(Devices)
         with trio.fail_after(TIMEOUT):
             while (await devices.get(device.id)).status is not DeviceStatus.CONNECTED:
                 await trio.sleep(0.05)

@@ -9,21 +9,19 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from web_support import Account, Front, error_of
+from web_support import Account, DEVICES, Front, error_of
 
-from actors.myntrix import myntrix_component
-from actors.myntrix.devices import devices_component
 from actors.myntrix.devices.simulator import MarlinPrinter, PtySimulator
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 TIMEOUT = 20.0
 MARLIN = {"identifyCommand": "M115", "upload": {"mode": "gcode", "lineNumbers": True}}
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component, devices_component)
+def front_components() -> tuple[Component, ...]:
+    return DEVICES
 
 
 @pytest.fixture
@@ -115,7 +113,7 @@ async def test_an_upload_is_cancelled_over_http(
         response = await client.delete(f"{path}/upload", headers=operator.headers)
     assert response.status_code == 200, response.text
     cancelled = response.json()
-    assert (cancelled["id"], cancelled["status"]) == (job_id, "failed")
+    assert (cancelled["id"], cancelled["status"]) == (job_id, "cancelled")
     assert cancelled["logs"].endswith("cancelled by operator-user")
     assert 0 < printer.received.count("G4 P20") < 1000
     with trio.fail_after(TIMEOUT):

@@ -13,11 +13,10 @@ import httpx
 import psutil
 import pytest
 import trio
-from web_support import PASSWORD, Account, error_of, start_front
+from web_support import AGENTS, Account, PASSWORD, error_of, start_front
 
-from actors.myntrix import myntrix_component
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 TIMEOUT = 20.0
 
@@ -32,8 +31,8 @@ while True:
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component,)
+def front_components() -> tuple[Component, ...]:
+    return AGENTS
 
 
 @pytest.fixture
@@ -139,7 +138,7 @@ async def test_a_command_that_cannot_run_is_refused_with_the_reason(
     assert response.status_code == 422
     error = error_of(response.json())
     assert error["code"] == "invalid"
-    assert error["details"]["field"] == "configuration.command"  # type: ignore[index]
+    assert error["details"]["field"] == "configuration.argv"  # type: ignore[index]
     assert missing in str(error["details"]["reason"])  # type: ignore[index]
     response = await client.post(
         "/api/myntrix/agents",

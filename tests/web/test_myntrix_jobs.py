@@ -7,18 +7,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from web_support import Account, error_of
+from web_support import AGENTS, Account, error_of
 
-from actors.myntrix import myntrix_component
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 PATH = "/api/myntrix/jobs"
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component,)
+def front_components() -> tuple[Component, ...]:
+    return AGENTS
 
 
 async def test_agent_lifecycle_shows_as_jobs(

@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from web_support import PASSWORD, Account, Front, start_front
+from web_support import AGENTS, Account, Front, PASSWORD, start_front
 
-from actors.myntrix import MYNTRIX_NAME, Myntrix, MyntrixSettings, myntrix_component
+from actors.myntrix.metrics import METRICS_NAME, HostMetrics, metrics_module
 from drivers import DiskUsage, MemoryUsage
 from vareon_runtime.auth import Role
-from vareon_runtime.component import Component, ComponentFactory, RuntimeContext
+from vareon_runtime.component import Component, RuntimeContext
 from vareon_runtime.supervisor import ChildSpec
 
 PATH = "/api/myntrix/system-metrics"
@@ -41,21 +41,17 @@ class DeniedProbe:
         return self._deny()  # type: ignore[no-any-return]
 
 
-def _denied_myntrix(ctx: RuntimeContext) -> Component:
-    settings = MyntrixSettings()
-    data_dir = ctx.config.data_dir_path
+def _denied_metrics(ctx: RuntimeContext) -> ChildSpec:
+    metrics = HostMetrics(ctx.config.data_dir_path, probe=DeniedProbe())
+    return ChildSpec(METRICS_NAME, lambda: metrics_module(metrics, ctx.registry))
 
-    def factory() -> Myntrix:
-        return Myntrix(
-            ctx.store, ctx.bus, ctx.registry, settings=settings, metrics_path=data_dir, probe=DeniedProbe()
-        )
 
-    return Component(spec=ChildSpec(MYNTRIX_NAME, factory, shutdown=settings.shutdown_timeout), order=10)
+DENIED = Component(name=METRICS_NAME, build=_denied_metrics, order=9)
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component,)
+def front_components() -> tuple[Component, ...]:
+    return AGENTS
 
 
 def _shape(value: object) -> object:
@@ -100,7 +96,7 @@ async def test_permission_error_from_psutil_gives_the_same_shape_mocked(
     nursery: trio.Nursery, tmp_path: Path, front: Front
 ) -> None:
     normal = await _metrics(front)
-    denied = await start_front(nursery, tmp_path / "denied", components=(_denied_myntrix,))
+    denied = await start_front(nursery, tmp_path / "denied", components=(DENIED,))
     try:
         body = await _metrics(denied)
     finally:
@@ -116,7 +112,7 @@ async def test_the_environment_variable_mocks_the_metrics(
 ) -> None:
     normal = await _metrics(front)
     monkeypatch.setenv("VAREON_MOCK_SYSTEM_METRICS", "true")
-    mocked = await start_front(nursery, tmp_path / "mocked", components=(myntrix_component,))
+    mocked = await start_front(nursery, tmp_path / "mocked", components=AGENTS)
     try:
         body = await _metrics(mocked)
     finally:

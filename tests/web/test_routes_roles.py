@@ -17,7 +17,7 @@ from quart import Quart, websocket
 from web_support import DOMAINS, Account, Front, error_of
 
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 from web import create_app, public, requires, websocket_auth
 from web.permissions import PUBLIC, WEBSOCKET_AUTH, RouteAccess, access_of, route_access
 
@@ -26,7 +26,7 @@ IDENTITIES: tuple[Role | None, ...] = (None, Role.VIEWER, Role.OPERATOR, Role.AD
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
+def front_components() -> tuple[Component, ...]:
     """The domains run, so their routes answer as they would in production (not 503)."""
     return DOMAINS
 

@@ -10,12 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from web_support import Account, error_of
+from web_support import Account, SCHEDULER, error_of
 
-from actors.myntrix import myntrix_component
-from actors.myntrix.scheduler.component import scheduler_component
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 TIMEOUT = 20.0
 TASKS = "/api/myntrix/tasks"
@@ -23,8 +21,8 @@ HISTORY = f"{TASKS}/history"
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component, scheduler_component)
+def front_components() -> tuple[Component, ...]:
+    return SCHEDULER
 
 
 @pytest.fixture
@@ -104,7 +102,7 @@ async def test_filters_by_task_and_status(
     viewer = accounts[Role.VIEWER]
     good, total = await history(client, viewer, taskId=runs["good"])
     assert total == 3 and {run["taskId"] for run in good} == {runs["good"]}
-    assert {run["status"] for run in good} == {"succeeded"}
+    assert {run["status"] for run in good} == {"success"}
     bad, total = await history(client, viewer, task_id=runs["bad"])  # either spelling
     assert total == 2 and {(run["status"], run["exitCode"]) for run in bad} == {("failed", 3)}
     assert all("stderr: broken" in run["logs"] for run in bad)
@@ -114,6 +112,9 @@ async def test_filters_by_task_and_status(
     assert total == 2 and [run["id"] for run in failed] == [run["id"] for run in bad]
     both, total = await history(client, viewer, taskId=runs["good"], status="failed")
     assert (both, total) == ([], 0)
+    success, total = await history(client, viewer, status="success")
+    assert total == 3 and {run["taskId"] for run in success} == {runs["good"]}
+    assert await history(client, viewer, status="succeeded") == (success, 3)  # the former spelling
     assert await history(client, viewer, taskId="0b0e3b4c-9a63-4a3e-9a55-2a7e0c4b0d11") == ([], 0)
 
 

@@ -12,21 +12,19 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from web_support import Account, error_of, start_front
+from web_support import AGENTS, Account, SCHEDULER, error_of, start_front
 
-from actors.myntrix import myntrix_component
 from actors.myntrix.scheduler.actions import MASK
-from actors.myntrix.scheduler.component import scheduler_component
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 TIMEOUT = 20.0
 TASKS = "/api/myntrix/tasks"
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component, scheduler_component)
+def front_components() -> tuple[Component, ...]:
+    return SCHEDULER
 
 
 def script_task(argv: list[str], **fields: Any) -> dict[str, Any]:
@@ -77,16 +75,16 @@ async def test_a_new_user_schedules_a_script_runs_it_reads_its_output_and_disabl
     assert response.status_code == 202, response.text
     run = response.json()
     assert run["taskId"] == task["id"] and run["trigger"] == "manual" and run["scheduledFor"] is None
-    assert run["status"] in ("running", "succeeded")
+    assert run["status"] in ("running", "success")
 
     done = await finished_run(client, viewer, run["id"])
-    assert done["status"] == "succeeded" and done["exitCode"] == 0 and done["error"] is None
+    assert done["status"] == "success" and done["exitCode"] == 0 and done["error"] is None
     assert "backup done" in done["logs"] and "stderr: 1 warning" in done["logs"]
     assert done["endTime"] is not None and done["endTime"] >= done["startTime"]
 
     listed = (await client.get(TASKS, headers=viewer.headers)).json()
     assert [item["id"] for item in listed] == [task["id"]]
-    assert listed[0]["lastStatus"] == "succeeded"
+    assert listed[0]["lastStatus"] == "success"
 
     response = await client.put(f"{TASKS}/{task['id']}", json={"enabled": False}, headers=admin.headers)
     assert response.status_code == 200, response.text
@@ -215,7 +213,7 @@ async def test_run_now_while_a_run_is_going_is_409_unless_overlap_is_allowed(
     release.write_text("")
     for run in (first, *runs):
         done = await finished_run(client, admin, run["id"])
-        assert done["status"] == "succeeded" and "released" in done["logs"]
+        assert done["status"] == "success" and "released" in done["logs"]
 
 
 async def test_a_run_past_its_timeout_is_stopped_and_says_so(
@@ -277,13 +275,13 @@ async def test_secrets_go_out_masked_and_survive_a_task_sent_back(
     assert response.status_code == 200, response.text
     run = (await client.post(f"{TASKS}/{task['id']}/run", headers=operator.headers)).json()
     done = await finished_run(client, operator, run["id"])
-    assert done["status"] == "succeeded" and done["httpStatus"] == 204
+    assert done["status"] == "success" and done["httpStatus"] == 204
     assert seen[-1]["authorization"] == "Bearer s3cret-t0ken"
     assert "s3cret-t0ken" not in done["logs"]
 
 
 async def test_without_the_scheduler_the_routes_are_503(nursery: trio.Nursery, tmp_path: Path) -> None:
-    front = await start_front(nursery, tmp_path / "bare", components=(myntrix_component,))
+    front = await start_front(nursery, tmp_path / "bare", components=AGENTS)
     try:
         await front.ctx.auth.create_user("root", "root@example.com", "correct horse battery staple", Role.ADMIN)
         pair = await front.ctx.auth.login("root", "correct horse battery staple", None)

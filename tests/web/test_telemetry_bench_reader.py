@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 import trio
 from sqlalchemy.orm import Session
-from web_support import Account, Front
+from web_support import DEVICES, Account, Front
 
 from actors.myntrix.devices.bench import StreamReader
 from actors.myntrix.devices.configuration import TelemetrySettings
@@ -15,8 +16,14 @@ from actors.myntrix.devices.models import DeviceRecord
 from actors.myntrix.devices.telemetry import DeviceStream
 from vareon_runtime.auth import Role
 from vareon_runtime.clock import utcnow
+from vareon_runtime.component import Component
 
 TIMEOUT = 10
+
+
+@pytest.fixture
+def front_components() -> tuple[Component, ...]:
+    return DEVICES
 
 
 async def test_the_reader_counts_samples_and_latency(front: Front, accounts: dict[Role, Account]) -> None:

@@ -14,18 +14,25 @@ import pytest
 import trio
 from sqlalchemy.orm import Session
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
-from web_support import Account, Front
+from web_support import DEVICES, Account, Front
 
 import web.telemetry as telemetry_module
 from actors.myntrix.devices.configuration import TelemetrySettings
 from actors.myntrix.devices.models import DeviceRecord
 from actors.myntrix.devices.telemetry import DeviceStream
 from vareon_runtime.auth import Role
+from vareon_runtime.component import Component
 from web.telemetry import CLOSE_NOT_FOUND
 from web.websocket import CLOSE_AUTH_FAILED
 
 TIMEOUT = 10
 AT = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def front_components() -> tuple[Component, ...]:
+    """The devices module answers whether a device exists."""
+    return DEVICES
 
 
 async def add_device(front: Front, **configuration: Any) -> str:

@@ -10,13 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from web_support import Account, Front, error_of
+from web_support import Account, DEVICES, Front, error_of
 
-from actors.myntrix import myntrix_component
-from actors.myntrix.devices.component import devices_component
 from actors.myntrix.devices.simulator import MarlinPrinter, PtySimulator
 from vareon_runtime.auth import Role
-from vareon_runtime.component import ComponentFactory
+from vareon_runtime.component import Component
 
 UPLOAD_LIMIT = 200_000
 TIMEOUT = 30
@@ -28,8 +26,8 @@ def front_environ() -> dict[str, str]:
 
 
 @pytest.fixture
-def front_components() -> tuple[ComponentFactory, ...]:
-    return (myntrix_component, devices_component)
+def front_components() -> tuple[Component, ...]:
+    return DEVICES
 
 
 @pytest.fixture

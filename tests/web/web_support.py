@@ -9,18 +9,25 @@ from pathlib import Path
 import trio
 from quart_trio import QuartTrio
 
-from actors.myntrix import myntrix_component
-from actors.myntrix.devices import devices_component
-from actors.myntrix.scheduler import scheduler_component
+from actors.kit.component import component as jobs_component
+from actors.myntrix.agents.component import component as agents_component
+from actors.myntrix.devices.component import component as devices_component
+from actors.myntrix.metrics.component import component as metrics_component
+from actors.myntrix.scheduler.component import component as scheduler_component
 from vareon_runtime import Runtime, RuntimeContext, load_config
 from vareon_runtime.auth import Passwords, Role
-from vareon_runtime.component import Component, ComponentFactory
-from web import WebServer, web_component
+from vareon_runtime.component import Component
+from vareon_runtime.supervisor import ChildSpec
+from web import WebServer
+from web.component import component as web_component
 
 START_TIMEOUT = 30.0
 PASSWORD = "correct horse battery staple"
 # The domain components with routes, so those answer as in production rather than 503.
-DOMAINS: tuple[ComponentFactory, ...] = (myntrix_component, devices_component, scheduler_component)
+AGENTS: tuple[Component, ...] = (jobs_component, metrics_component, agents_component)
+DEVICES: tuple[Component, ...] = (*AGENTS, devices_component)
+SCHEDULER: tuple[Component, ...] = (*AGENTS, scheduler_component)
+DOMAINS: tuple[Component, ...] = (*AGENTS, devices_component, scheduler_component)
 
 
 @dataclass
@@ -73,16 +80,18 @@ async def start_front(
     data_dir: Path,
     environ: Mapping[str, str] | None = None,
     *,
-    components: tuple[ComponentFactory, ...] = (),
+    components: tuple[Component, ...] = (),
 ) -> Front:
     """Start a runtime with the web front (and ``components``) in ``nursery``."""
-    made: list[Component] = []
+    made: list[ChildSpec] = []
 
-    def web(ctx: RuntimeContext) -> Component | None:
-        component = web_component(ctx)
-        assert component is not None, "the web front is disabled in this config"
-        made.append(component)
-        return component
+    def build(ctx: RuntimeContext) -> ChildSpec | None:
+        spec = web_component.build(ctx)
+        assert spec is not None, "the web front is disabled in this config"
+        made.append(spec)
+        return spec
+
+    web = Component(name="web", build=build, order=web_component.order)
 
     config = load_config(None, environ=environ_for(data_dir, **(environ or {})))
     runtime = Runtime(config, components=[*components, web])
@@ -99,7 +108,7 @@ async def start_front(
     assert runtime.context is not None
     # The real hasher with a cheap cost: argon2id at its production cost would dominate the run.
     runtime.context.auth.passwords = Passwords(time_cost=1, memory_cost=1024)
-    server = made[0].spec.factory()
+    server = made[0].factory()
     assert isinstance(server, WebServer) and server.port, "the web front did not bind"
     return Front(runtime, runtime.context, server, stopped)
 
