@@ -202,6 +202,21 @@ class EventBus:
                     sub._push(event)
         return event
 
+    def wants(self, topic: str) -> bool:
+        """Whether an event on ``topic`` would reach anyone (so a publisher can skip making it)."""
+        if topic in self._exact:
+            return True
+        if not self._prefix:
+            return False
+        if "" in self._prefix:
+            return True
+        prefix = topic
+        while (cut := prefix.rfind(".")) >= 0:
+            prefix = prefix[:cut]
+            if prefix in self._prefix:
+                return True
+        return False
+
     @property
     def subscriber_count(self) -> int:
         """Open subscriptions."""

@@ -202,8 +202,17 @@ class Jobs:
     def publish(self, row: Mapping[str, Any] | Job) -> Job:
         """Publish a job as written on ``job.<id>``; answers its wire shape."""
         job = Job.model_validate(row)
-        self.bus.publish(job_topic(job.id), job.model_dump(mode="json", by_alias=True))
+        self.announce(job)
         return job
+
+    def announce(self, row: Mapping[str, Any] | Job) -> None:
+        """Publish a job as written on ``job.<id>`` if anyone listens: its wire shape is made
+        only then (a scheduler firing thousands of runs at once pays nothing for events nobody
+        reads)."""
+        topic = job_topic(row.id if isinstance(row, Job) else row["id"])
+        if self.bus.wants(topic):
+            job = row if isinstance(row, Job) else Job.model_validate(row)
+            self.bus.publish(topic, job.model_dump(mode="json", by_alias=True))
 
     def published(self, ticket: JobTicket) -> Job:
         """Note that the write that applied ``ticket`` committed, and publish it."""

@@ -275,7 +275,7 @@ class Recorder:
 
         left, ended = await self.store.write(write)
         for job in ended:
-            self.jobs.publish(job)
+            self.jobs.announce(job)
         return left
 
     # ------------------------------------------------------------------ writing
@@ -337,7 +337,7 @@ class Recorder:
             note.attempts = 0
             note.inserted.set()
             if snap.job is not None:
-                self.jobs.publish(snap.job)
+                self.jobs.announce(snap.job)
             if note.version == snap.version:
                 note.written.set()
             else:

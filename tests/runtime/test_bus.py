@@ -96,3 +96,15 @@ def _drain(sub) -> list:  # type: ignore[no-untyped-def]
             items.append(sub.receive_nowait())
         except trio.WouldBlock:
             return items
+
+
+def test_wants_says_whether_a_topic_would_reach_anyone() -> None:
+    bus = EventBus()
+    assert not bus.wants("job.1")
+    with bus.subscribe("job.2"):
+        assert bus.wants("job.2") and not bus.wants("job.1")
+    with bus.subscribe("job.*"):
+        assert bus.wants("job.1") and bus.wants("job.1.progress") and not bus.wants("jobs.1")
+    with bus.subscribe("*"):
+        assert bus.wants("anything")
+    assert not bus.wants("job.2")
