@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,16 @@ def test_no_import_cycle_among_module_level_imports() -> None:
 def test_the_cycle_check_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_finding_the_components_imports_no_web_stack() -> None:
+    # `vareon init`, `vareon user` and the store's search for migrations load every component;
+    # the HTTP stack must load only for a runtime that serves.
+    code = (
+        "import sys\n"
+        "from vareon_runtime.store.migrate import version_locations\n"
+        "version_locations()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'quart', 'quart_schema', 'hypercorn', 'werkzeug'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"

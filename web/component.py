@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vareon_runtime.component import Component, RuntimeContext
 from vareon_runtime.supervisor import ChildSpec
 
-from .server import WebServer
+if TYPE_CHECKING:
+    from .server import WebServer
 
 __all__ = ["WEB_ORDER", "component"]
 
@@ -22,6 +25,8 @@ def _build(ctx: RuntimeContext) -> ChildSpec | None:
     """
     if not ctx.config.server.enabled:
         return None
+    from .server import WebServer  # Quart and Hypercorn load only for a runtime that serves
+
     server = WebServer(ctx)
 
     def factory() -> WebServer:

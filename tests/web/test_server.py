@@ -82,5 +82,5 @@ def test_the_package_face_lists_every_public_name() -> None:
         for name, value in vars(web).items()
         if not name.startswith("_") and not isinstance(value, type(web)) and name != "annotations"
     }
-    assert public_names == set(web.__all__)
+    assert public_names <= set(web.__all__)  # the face is lazy: a name appears once asked for
     assert all(hasattr(web, name) for name in web.__all__)
