@@ -112,7 +112,7 @@ def host_and_port(location: str, *, scheme: str, default_port: int | None = None
     Raises:
         LinkConfigError: no host, no port where one is required, or a port that is not 1-65535.
     """
-    example = f"{scheme}://192.168.1.50:{default_port or 5000}"
+    example = f"{scheme}://127.0.0.1:{default_port or 5000}"
     try:
         parts = urlsplit(f"//{location}")
         host, port = parts.hostname, parts.port

@@ -3,17 +3,23 @@
 Loggers in the project are named ``vareon.<area>`` (``vareon.store``, ``vareon.web``). Fields
 passed with ``extra=`` are part of the record: ``key=value`` pairs at the end of a plain line,
 keys of the object in JSON.
+
+A plain line is one line: control characters in its message (a newline in a task's name, an
+escape sequence in a device's reply) are written escaped (``\\n``, ``\\x1b``), so nothing a
+user names can forge a line or drive the terminal that shows the log. Only a traceback, which
+is ours, spans lines. JSON lines escape by construction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-__all__ = ["configure_logging"]
+__all__ = ["CONTROL_CHARACTERS", "configure_logging", "escape_controls"]
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -31,6 +37,19 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict
 _JSON_KEYS = ("time", "level", "logger", "message", "exc", "stack")
 
 
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 and C1 controls, DEL and the Unicode line separators: what a name may not hold."""
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as its escape (``\\n``, ``\\x00``)."""
+    return CONTROL_CHARACTERS.sub(_escape, text)
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     moment = datetime.fromtimestamp(record.created, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -42,7 +61,7 @@ def _extra(record: logging.LogRecord) -> dict[str, Any]:
 
 def _logfmt_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if text == "" or any(c in text for c in ' "=\\\n\t'):
+    if text == "" or any(c in text for c in ' "=\\') or CONTROL_CHARACTERS.search(text):
         return json.dumps(text)
     return text
 
@@ -51,7 +70,7 @@ class PlainFormatter(logging.Formatter):
     """``2026-11-22T10:00:00.123Z INFO vareon.store: message key=value``, traceback below."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{_timestamp(record)} {record.levelname} {record.name}: {escape_controls(record.getMessage())}"
         pairs = " ".join(f"{k}={_logfmt_value(v)}" for k, v in _extra(record).items())
         if pairs:
             line = f"{line} {pairs}"

@@ -34,9 +34,9 @@ import math
 import secrets
 from typing import Any
 
+from pydantic import ValidationError
 from quart import Quart, Response, current_app, g, has_request_context, has_websocket_context
 from quart import request, websocket
-from pydantic import ValidationError
 from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError, RequestHeadersValidationError
 from sqlalchemy.exc import OperationalError
@@ -60,10 +60,12 @@ from vareon_runtime.errors import (
 )
 
 __all__ = [
+    "MAX_PROBLEMS",
     "FormTooLargeError",
     "MalformedFormError",
     "MalformedJSONError",
     "UnsupportedMediaTypeError",
+    "capped",
     "error_response",
     "install_error_handlers",
     "new_request_id",
@@ -73,6 +75,9 @@ __all__ = [
 log = logging.getLogger("vareon.web")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+
+MAX_PROBLEMS = 20
+"""The most problems an error's ``details`` lists; a last entry counts the rest."""
 
 # Request ids: a random prefix per process and a counter. Unique, cheap (uuid4 reads the OS
 # random source on every request, measurable under load), and not meant to be secret.
@@ -281,7 +286,19 @@ async def _on_validation_error(error: RequestSchemaValidationError) -> Response:
     first = fields[0]
     where = ".".join(str(part) for part in first["loc"])
     more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
-    return error_response(422, "invalid", f"{where}: {first['msg']}{more}", fields)
+    return error_response(422, "invalid", f"{where}: {first['msg']}{more}", capped(fields))
+
+
+def capped(details: Any) -> Any:
+    """``details`` with a list of problems cut to its first :data:`MAX_PROBLEMS` and a last entry
+    counting the rest: a body with 90,000 bad keys gets a short answer, not 8 MB of them."""
+    if not isinstance(details, list) or len(details) <= MAX_PROBLEMS:
+        return details
+    rest = len(details) - MAX_PROBLEMS
+    return [
+        *details[:MAX_PROBLEMS],
+        {"loc": [], "msg": f"{rest} more problem(s) not listed; fix these first", "type": "truncated"},
+    ]
 
 
 async def _on_service_error(error: ServiceError) -> Response:
@@ -290,7 +307,7 @@ async def _on_service_error(error: ServiceError) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(error, TooManyRequestsError):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return error_response(error.status, error.code, error.message, error.details, headers)
+    return error_response(error.status, error.code, error.message, capped(error.details), headers)
 
 
 async def _on_exception(error: Exception) -> Response:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from actors.kit.parsing import LIST_LIMIT_MAX
+from actors.kit.parsing import LIST_LIMIT_MAX, OFFSET_MAX
 from actors.kit.resources import Resources
 from actors.kit.wire import Page
 from vareon_runtime.auth import Principal, Role
@@ -59,7 +59,7 @@ class PageQuery(BaseModel):
     """``?limit=`` and ``?offset=`` of a list; a domain's query adds its filters."""
 
     limit: int = Field(50, ge=1, le=LIST_LIMIT_MAX, description="Items per page.")
-    offset: int = Field(0, ge=0, description="Items skipped before the page.")
+    offset: int = Field(0, ge=0, le=OFFSET_MAX, description="Items skipped before the page.")
 
 
 def page_reply(page: Page[T]) -> tuple[list[T], int, dict[str, str]]:

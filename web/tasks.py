@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
@@ -41,7 +41,7 @@ class TaskListQuery(PageQuery):
     enabled: bool | None = Field(None, description="Only enabled (true) or disabled (false) tasks.")
 
 
-class TaskHistoryQuery(BaseModel):
+class TaskHistoryQuery(PageQuery):
     """`GET /api/myntrix/tasks/history` query (`taskId` or `task_id`)."""
 
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
@@ -50,8 +50,6 @@ class TaskHistoryQuery(BaseModel):
     status: RunStatus | None = Field(None, description="Only runs in this status (`succeeded` is read as `success`).")
     since: datetime | None = Field(None, description="Only runs started at or after this time (ISO 8601; UTC without a zone).")
     until: datetime | None = Field(None, description="Only runs started before this time (ISO 8601; UTC without a zone).")
-    limit: int = Field(50, ge=1, le=500, description="Runs per page.")
-    offset: int = Field(0, ge=0, description="Runs skipped before the page.")
 
 
 resource_routes(

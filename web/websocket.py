@@ -31,7 +31,8 @@ A failed command::
 
     invalid_format   not JSON (binary, not UTF-8 JSON, NaN, a lone surrogate, nested too
                      deeply), not an object, no integer id (then "id" is null), a field
-                     missing, extra or of the wrong type, or a topic pattern the bus refuses
+                     missing, extra or of the wrong type, or a topic that is not `a.b`, `a.*`
+                     or `*` (letters, digits, `_`, `-` between the dots; at most 256 characters)
     id_reuse         the id is not greater than the last accepted one
     unknown_command  a "type" other than ping, subscribe, unsubscribe
     not_found        unsubscribe from an id that is not an open subscription
@@ -69,11 +70,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic_core
 import trio
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from quart import Blueprint, websocket
 
 from vareon_runtime.auth import Principal, shown
@@ -155,9 +156,14 @@ class PingCommand(_Command):
     type: Literal["ping"]
 
 
+TOPIC_PATTERN = r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$"
+"""A topic (``agent.<id>.status``), a prefix (``agent.*``) or everything (``*``)."""
+TOPIC_MAX = 256
+
+
 class SubscribeCommand(_Command):
     type: Literal["subscribe"]
-    topic: StrictStr
+    topic: Annotated[StrictStr, Field(max_length=TOPIC_MAX, pattern=TOPIC_PATTERN)]
 
 
 class UnsubscribeCommand(_Command):

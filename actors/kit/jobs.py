@@ -344,7 +344,7 @@ class Jobs:
         """A page of jobs, newest first, and how many match (``status``, ``type`` filter).
 
         Raises:
-            InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, an unknown status.
+            InvalidRequestError: ``limit`` outside 1..500, ``offset`` outside 0..OFFSET_MAX, an unknown status.
         """
         check_page(limit, offset)
         conditions = []

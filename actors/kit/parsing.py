@@ -14,10 +14,14 @@ from pydantic import BaseModel, ValidationError
 
 from vareon_runtime.errors import InvalidRequestError, NotFoundError
 
-__all__ = ["LIST_LIMIT_MAX", "check_page", "enum_value", "parse_id", "parse_model"]
+__all__ = ["LIST_LIMIT_MAX", "OFFSET_MAX", "check_page", "enum_value", "parse_id", "parse_model"]
 
 LIST_LIMIT_MAX = 500
 """The largest page any list answers (``?limit=``)."""
+
+OFFSET_MAX = 1_000_000_000
+"""The largest ``?offset=`` any list takes: far past any table an edge box holds, and far inside
+the 64-bit integer SQLite and PostgreSQL bind (a larger number would fail in the driver)."""
 
 M = TypeVar("M", bound=BaseModel)
 E = TypeVar("E", bound=enum.Enum)
@@ -53,15 +57,15 @@ def parse_id(value: str, noun: str) -> str:
 
 
 def check_page(limit: int, offset: int, limit_max: int = LIST_LIMIT_MAX) -> None:
-    """Refuse a page outside ``1 <= limit <= limit_max`` or a negative ``offset``.
+    """Refuse a page outside ``1 <= limit <= limit_max`` or ``0 <= offset <= OFFSET_MAX``.
 
     Raises:
         InvalidRequestError: saying which and what was expected.
     """
     if not 1 <= limit <= limit_max:
         raise InvalidRequestError(f"limit must be between 1 and {limit_max}, not {limit!r}")
-    if offset < 0:
-        raise InvalidRequestError(f"offset must be 0 or more, not {offset!r}")
+    if not 0 <= offset <= OFFSET_MAX:
+        raise InvalidRequestError(f"offset must be between 0 and {OFFSET_MAX}, not {offset!r}")
 
 
 def enum_value(kind: type[E], value: str | enum.Enum, *, what: str = "status") -> E:

@@ -159,7 +159,7 @@ class Resources(Generic[T]):
         """A page of entities, oldest first, and how many match in all.
 
         Raises:
-            InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, a filter value
+            InvalidRequestError: ``limit`` outside 1..500, ``offset`` outside 0..OFFSET_MAX, a filter value
                 that is not one of the known ones.
             TypeError: a filter this resource does not have (a bug of the caller).
         """

@@ -10,6 +10,9 @@ Times: :data:`Timestamp` goes out as ISO 8601 in UTC with a ``Z``. :data:`LocalT
 the zone it carries (a task's next fire time in Europe/Berlin is ``+01:00``), but a UTC time is
 still written with a ``Z``, the one spelling of UTC on the whole wire.
 
+A name a user gives (an agent's, a device's, a task's) is a :data:`Name`: 1-255 characters
+and no control character, so it cannot forge a line in the log or a terminal.
+
 A list answers a :class:`Page`: the items and how many match in all (the ``X-Total-Count``
 header).
 """
@@ -20,14 +23,36 @@ from datetime import datetime, timezone
 from typing import Annotated, Generic, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from vareon_runtime.clock import isoformat
+from vareon_runtime.logs import CONTROL_CHARACTERS
 
-__all__ = ["CamelModel", "LocalTimestamp", "Page", "SnakeModel", "Timestamp", "local_isoformat"]
+__all__ = ["CamelModel", "LocalTimestamp", "Name", "Page", "SnakeModel", "Timestamp", "local_isoformat"]
 
 T = TypeVar("T")
+
+def _printable(value: str) -> str:
+    found = CONTROL_CHARACTERS.search(value)
+    if found:
+        raise ValueError(
+            f"must not hold control characters (a newline, a tab, NUL); found {found.group()!r}"
+            f" at position {found.start()}"
+        )
+    return value
+
+
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$"},
+    ),
+    AfterValidator(_printable),
+]
+"""A name a user gives: 1-255 characters, no control character (422 otherwise)."""
 
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
 

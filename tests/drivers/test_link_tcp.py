@@ -127,7 +127,7 @@ async def test_unknown_host_is_unavailable() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ("tcp://192.168.1.50", "a tcp link needs a port, e.g. tcp://192.168.1.50:5000"),
+        ("tcp://192.168.1.50", "a tcp link needs a port, e.g. tcp://127.0.0.1:5000"),
         ("tcp://192.168.1.50:http", "the port of a tcp link must be a number from 1 to 65535, not 'http'"),
         ("tcp://192.168.1.50:70000", "not '70000'"),
         ("tcp://192.168.1.50:0", "must be from 1 to 65535, not 0"),

@@ -74,3 +74,34 @@ def test_unknown_level_or_format_is_refused() -> None:
         configure_logging("verbose")
     with pytest.raises(ValueError, match="log format must be one of plain, json, not 'xml'"):
         configure_logging("info", "xml")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("pump\n2026-01-01T00:00:00.000Z CRITICAL vareon: forged", "pump\\n2026-01-01T00:00:00.000Z CRITICAL"),
+        ("a\r\nb", "a\\r\\nb"),
+        ("nul\x00", "nul\\x00"),
+        ("red\x1b[31m", "red\\x1b[31m"),
+        ("sep\u2028x", "sep\\u2028x"),
+    ],
+)
+def test_a_plain_line_is_one_line_whatever_a_user_named(
+    capsys: pytest.CaptureFixture[str], name: str, shown: str
+) -> None:
+    configure_logging("info", "plain")
+    logging.getLogger("vareon.scheduler").warning("task %s failed", name, extra={"task": name})
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n")
+    assert shown in err
+    assert "\x1b" not in err and "\x00" not in err and "\r" not in err and "\u2028" not in err
+
+
+def test_a_traceback_still_spans_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "plain")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("vareon.store").exception("commit failed")
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last):\n" in err

@@ -492,3 +492,25 @@ async def test_a_client_that_stops_reading_cannot_hold_up_the_runtime_stop(
         with pytest.raises(ConnectionClosed):
             while True:
                 await stalled.get_message()
+
+
+@pytest.mark.parametrize(
+    ("topic", "ok_"),
+    [
+        ("agent.*", True),
+        ("*", True),
+        ("job.0b7c1d2e-4f5a-4b6c-8d9e-0f1a2b3c4d5e", True),
+        ("a" * 257, False),
+        ("agent.\nCRITICAL forged", False),
+        ("agent.*.status", False),
+        ("", False),
+        ("a..b", False),
+    ],
+)
+async def test_topics_have_a_pattern_and_a_length_limit(live: Live, topic: str, ok_: bool) -> None:
+    async with authed(live) as ws:
+        await send(ws, {"id": 1, "type": "subscribe", "topic": topic})
+        reply = await receive(ws)
+        assert reply["success"] is ok_, reply
+        if not ok_:
+            assert reply["error"]["code"] == "invalid_format"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from actors.kit.processes import Argv, Environment
-from actors.kit.wire import CamelModel, Timestamp
+from actors.kit.wire import CamelModel, Name, Timestamp
 
 __all__ = [
     "MAX_STOP_TIMEOUT",
@@ -162,7 +162,7 @@ class AgentConfig(CamelModel):
 class AgentCreate(CamelModel):
     """``POST /api/myntrix/agents``."""
 
-    name: str = Field(min_length=1, max_length=255)
+    name: Name
     type: str = Field("process", min_length=1, max_length=64)
     configuration: AgentConfig
 
@@ -170,7 +170,7 @@ class AgentCreate(CamelModel):
 class AgentUpdate(CamelModel):
     """``PUT /api/myntrix/agents/{id}``: the fields given are changed."""
 
-    name: str | None = Field(None, min_length=1, max_length=255)
+    name: Name | None = None
     type: str | None = Field(None, min_length=1, max_length=64)
     configuration: AgentConfig | None = None
 

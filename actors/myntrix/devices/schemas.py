@@ -12,7 +12,7 @@ import enum
 
 from pydantic import ConfigDict, Field, field_validator
 
-from actors.kit.wire import CamelModel, Timestamp
+from actors.kit.wire import CamelModel, Name, Timestamp
 from drivers.link import mask_connection_string
 from .configuration import DeviceConfiguration
 
@@ -61,12 +61,12 @@ def _connection_string(value: str) -> str:
 class DeviceCreate(CamelModel):
     """``POST /api/myntrix/devices``."""
 
-    name: str = Field(min_length=1, max_length=255)
+    name: Name
     type: str = Field("generic", min_length=1, max_length=64, description="What it is: printer, instrument, sensor...")
     connection_string: str = Field(
         max_length=_MAX_CONNECTION_STRING,
         description="A device path with options (/dev/ttyUSB0?baudrate=115200), socket://, rfc2217://, loop://, tcp://host:port or mqtt://broker:port/topic.",
-        examples=["/dev/ttyUSB0?baudrate=115200", "tcp://192.168.1.50:5025"],
+        examples=["/dev/ttyUSB0?baudrate=115200", "tcp://127.0.0.1:5025"],
     )
     configuration: DeviceConfiguration = Field(default_factory=DeviceConfiguration)
 
@@ -77,7 +77,7 @@ class DeviceUpdate(CamelModel):
     """``PUT /api/myntrix/devices/{id}``: the fields given are changed. A new connection string or
     configuration reopens the link (if the device is to be connected)."""
 
-    name: str | None = Field(None, min_length=1, max_length=255)
+    name: Name | None = None
     type: str | None = Field(None, min_length=1, max_length=64)
     connection_string: str | None = Field(None, max_length=_MAX_CONNECTION_STRING)
     configuration: DeviceConfiguration | None = None

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from actors.kit.states import RunState, Words
-from actors.kit.wire import CamelModel, LocalTimestamp, Timestamp
+from actors.kit.wire import CamelModel, LocalTimestamp, Name, Timestamp
 
 __all__ = [
     "MAX_MISFIRE_GRACE",
@@ -88,7 +88,7 @@ class RunTrigger(str, enum.Enum):
     MANUAL = "manual"
 
 
-_NAME = Field(min_length=1, max_length=255, description="What the task is called.")
+_NAME = Field(description="What the task is called.")
 _SCHEDULE = Field(
     min_length=1,
     max_length=255,
@@ -113,7 +113,7 @@ _GRACE = Field(
 class TaskCreate(CamelModel):
     """``POST /api/myntrix/tasks``."""
 
-    name: str = _NAME
+    name: Name = _NAME
     schedule: str = _SCHEDULE
     action: str = _ACTION
     parameters: dict[str, Any] = Field(default_factory=dict, description="The action's parameters.")
@@ -129,7 +129,7 @@ class TaskUpdate(CamelModel):
     """``PUT /api/myntrix/tasks/{id}``: the fields given are changed (``{"enabled": false}``
     alone disables). ``timeout: null`` removes the timeout; other nulls change nothing."""
 
-    name: str | None = Field(None, min_length=1, max_length=255)
+    name: Name | None = None
     schedule: str | None = Field(None, min_length=1, max_length=255)
     action: str | None = Field(None, min_length=1, max_length=64)
     parameters: dict[str, Any] | None = None

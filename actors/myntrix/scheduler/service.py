@@ -212,7 +212,7 @@ class Tasks(Resources[Task]):
             since, until: only runs started at or after ``since`` and before ``until``.
 
         Raises:
-            InvalidRequestError: ``limit`` outside 1..500, a negative ``offset``, an unknown
+            InvalidRequestError: ``limit`` outside 1..500, ``offset`` outside 0..OFFSET_MAX, an unknown
                 status, or ``since`` after ``until``.
         """
         check_page(limit, offset)
