@@ -43,7 +43,7 @@ from actors.myntrix.devices import (
     DeviceUpdate,
 )
 from vareon_runtime.auth import Role
-from vareon_runtime.errors import ServiceError
+from vareon_runtime.errors import ServiceError, UnavailableError
 
 from .context import current_context
 from .kit import PageQuery, ResourceDocs, face, page_reply, resource_routes
@@ -129,7 +129,10 @@ async def upload_to_device(device_id: str) -> tuple[Job, int]:
     devices = face(Devices)
     device = devices.check_uploadable(await devices.get(device_id))  # 404, 409 before reading the body
     config = current_context().config
-    saved = await save_upload(request, config.data_dir_path / "uploads", max_size=config.server.upload_max_size)
+    uploads = devices.settings.uploads
+    if uploads is None:
+        raise UnavailableError("this runtime's devices module takes no uploads (no uploads directory)")
+    saved = await save_upload(request, uploads, max_size=config.server.upload_max_size)
     try:
         job = await devices.upload(device.id, saved.path, saved.filename, size=saved.size, by=current_principal().username)
     except ServiceError:

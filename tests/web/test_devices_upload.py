@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from web_support import Account, DEVICES, Front, error_of
+from web_support import DEVICES, Account, Front, error_of, start_front
 
 from actors.myntrix.devices.simulator import MarlinPrinter, PtySimulator
 from vareon_runtime.auth import Role
@@ -88,13 +88,12 @@ async def test_a_gcode_file_is_uploaded_and_printed_with_progress_and_a_resend(
     assert job["details"]["linesSent"] == 400 and job["details"]["resends"] >= 1
     assert "uploaded by operator-user" in job["logs"]
     assert printer.received[2:] == commands  # after M115 and M110 N0: the file, in order, once
-    # The file stays in the data directory's uploads, under a fresh name.
-    stored = list((front.ctx.config.data_dir_path / "uploads").iterdir())
-    assert len(stored) == 1 and stored[0].read_text() == body and stored[0].name != "part.gcode"
+    # The file was kept in the data directory's uploads while it was sent, and went with its job.
+    assert list((front.ctx.config.data_dir_path / "uploads").iterdir()) == []
 
 
 async def test_an_upload_is_cancelled_over_http(
-    client: httpx.AsyncClient, accounts: dict[Role, Account], marlin: PtySimulator, printer: MarlinPrinter
+    front: Front, client: httpx.AsyncClient, accounts: dict[Role, Account], marlin: PtySimulator, printer: MarlinPrinter
 ) -> None:
     operator, viewer = accounts[Role.OPERATOR], accounts[Role.VIEWER]
     path = await connected_printer(client, accounts, marlin, {"upload": {"mode": "gcode"}})
@@ -116,6 +115,7 @@ async def test_an_upload_is_cancelled_over_http(
     assert (cancelled["id"], cancelled["status"]) == (job_id, "cancelled")
     assert cancelled["logs"].endswith("cancelled by operator-user")
     assert 0 < printer.received.count("G4 P20") < 1000
+    assert list((front.ctx.config.data_dir_path / "uploads").iterdir()) == []  # a cancelled upload's file goes too
     with trio.fail_after(TIMEOUT):
         response = await client.post(f"{path}/command", json={"command": "M105"}, headers=operator.headers)
     assert response.status_code == 200 and response.json()["reply"] == ["ok T:21.3 /0.0 B:20.1 /0.0"]
@@ -141,3 +141,15 @@ async def test_upload_refusals(
         "/api/myntrix/devices/00000000-0000-0000-0000-000000000000/upload", files=files, headers=operator.headers
     )
     assert response.status_code == 404
+
+
+async def test_files_of_uploads_a_crash_interrupted_are_removed_at_boot(nursery: trio.Nursery, tmp_path: Path) -> None:
+    uploads = tmp_path / "data" / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / "4f1c.gcode.part").write_bytes(b"G1 X1\n")  # cut off while it streamed in
+    (uploads / "9a2b.gcode").write_bytes(b"G1 X2\n")  # saved, its job never ended
+    front = await start_front(nursery, tmp_path / "data", components=DEVICES)
+    try:
+        assert list(uploads.iterdir()) == []
+    finally:
+        await front.stop()

@@ -76,6 +76,7 @@ def _build(ctx: RuntimeContext) -> ChildSpec:
         reconnect_initial=min(DeviceSettings.reconnect_initial, configured.device_reconnect_max),
         telemetry_flush_interval=configured.telemetry_flush_interval,
         telemetry_keep_days=configured.telemetry_keep_days,
+        uploads=ctx.config.data_dir_path / "uploads",
     )
 
     def factory() -> DeviceModule:

@@ -66,6 +66,7 @@ from .schemas import (
     DeviceStatusReport,
     DeviceUpdate,
 )
+from .upload_job import sweep_uploads
 
 __all__ = ["UPLOAD_JOB_TYPE", "Devices"]
 
@@ -290,7 +291,8 @@ class Devices(Resources[Device]):
     async def upload(self, device_id: str, path: Path, filename: str, *, size: int, by: str) -> Job:
         """Send a file already saved at ``path`` to the device, as a job; answers the job at once.
 
-        The file is kept after the upload (the user may want to send it again).
+        The file is the job's from then on: it is removed when the job ends (sent, failed or
+        cancelled), and at the next boot if the runtime stopped first.
 
         Raises:
             NotFoundError: no device has that id.
@@ -351,8 +353,12 @@ class Devices(Resources[Device]):
 
     async def boot(self) -> None:
         """Start every device's actor (each connects if its desired state is connected); the
-        uploads a crash interrupted are failed."""
+        uploads a crash interrupted are failed and their files removed."""
         await self.jobs.recover([UPLOAD_JOB_TYPE], "the runtime stopped (crash or kill) during the upload")
+        if self.settings.uploads is not None:
+            swept = await trio.to_thread.run_sync(sweep_uploads, self.settings.uploads)
+            if swept:
+                log.info("devices: removed %d file(s) of uploads the runtime did not finish", swept)
         await self.actors.boot(await self.ids())
 
     def _slow_ask(self, device: Device) -> float:

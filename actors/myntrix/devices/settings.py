@@ -8,6 +8,7 @@ defaults, and tests pass their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from vareon_runtime.checks import check_counts, check_seconds
 
@@ -34,6 +35,8 @@ class DeviceSettings:
             before the kernel supervisor marks it failed.
         shutdown_timeout: seconds the whole module may take to stop.
         telemetry_flush_interval, telemetry_keep_days: the telemetry recorder's (``[myntrix]``).
+        uploads: where uploaded files wait for their job (``<data_dir>/uploads``); a file goes
+            when its job ends, and what a crash left there goes at boot. None: no uploads.
     """
 
     command_timeout: float = 5.0
@@ -50,6 +53,7 @@ class DeviceSettings:
     shutdown_timeout: float = 15.0
     telemetry_flush_interval: float = 0.25
     telemetry_keep_days: float = 7.0
+    uploads: Path | None = None
 
     def __post_init__(self) -> None:
         check_counts(vars(self), "queue_max", "max_line", "receive_size", "actor_max_restarts")

@@ -30,7 +30,7 @@ from .lines import LineRouter
 from .telemetry import DeviceStream
 from .upload import count_gcode_lines, gcode_lines, send_chunks, send_gcode
 
-__all__ = ["Sent", "UploadJob"]
+__all__ = ["Sent", "UploadJob", "sweep_uploads"]
 
 log = logging.getLogger("vareon.devices.device")
 
@@ -119,6 +119,12 @@ class UploadJob:
         finally:
             ended()
             with trio.CancelScope(shield=True):
+                # Sent, failed or cancelled: nothing reads the file again. Removed before the
+                # outcome is recorded, so a job seen ended has left nothing behind.
+                try:
+                    await trio.Path(self.path).unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("%s: the file of upload job %s stays at %s: %s", self._actor, self.job_id, self.path, exc)
                 try:
                     await self._jobs.finish(self.job_id, state, log=note, details=_jsonable(details))
                 except VareonError as exc:
@@ -211,3 +217,21 @@ def _jsonable(details: Any) -> dict[str, Any] | None:
     if details is None or isinstance(details, dict):
         return details
     return {"details": details}
+
+
+def sweep_uploads(directory: Path) -> int:
+    """Remove every file in ``directory`` (at boot, when no upload runs: what a crash or a kill
+    left there); return how many went. A missing directory is an empty one."""
+    removed = 0
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.is_file() or entry.is_symlink():
+            try:
+                entry.unlink()
+                removed += 1
+            except OSError as exc:
+                log.warning("cannot remove %s, left by an unfinished upload: %s", entry, exc)
+    return removed

@@ -69,7 +69,7 @@ async def test_gcode_goes_line_by_line_with_numbers_and_a_resend_and_the_job_com
     assert printer.received[:2] == ["M115", "M110 N0"]
     assert printer.received[2:] == commands
     assert printer.resends_requested == 1
-    assert (tmp_path / "part.gcode").exists()  # the user's file is kept
+    assert not (tmp_path / "part.gcode").exists()  # the job's file went with it
     with trio.fail_after(TIMEOUT):  # the link is in step for the next command
         assert (await devices.command(device.id, "M105")).reply == ["ok T:21.3 /0.0 B:20.1 /0.0"]
 
@@ -138,12 +138,13 @@ async def test_a_file_goes_in_chunks_to_a_device_without_a_line_protocol(
     lines = [f"CONF:VOLT {n}" for n in range(40)]
     path = tmp_path / "setup.scpi"
     path.write_text("\n".join(lines) + "\n")
+    size = path.stat().st_size
     with trio.fail_after(TIMEOUT):
         await devices.connect(device.id)
         job = await devices.upload(device.id, path, "setup.scpi", size=path.stat().st_size, by="alice")
     done = await finished(devices, job.id)
     assert (done.status, done.progress) == (JobStatus.COMPLETED, 100), done.logs
-    assert done.details is not None and done.details["bytesSent"] == path.stat().st_size
+    assert done.details is not None and done.details["bytesSent"] == size
     with trio.fail_after(TIMEOUT):
         while instrument.received[1:] != lines:
             await trio.sleep(0.01)
