@@ -8,6 +8,8 @@ pid and creation time, or by the owner mark in their environment, ``drivers.iden
 :class:`SystemProbe`, with a fallback that never fails. ``drivers.link``: byte streams to devices
 behind the :class:`Link` Protocol, a driver per connection-string scheme in :data:`LINKS`
 (``drivers.serial`` for device paths and pyserial's URLs, ``drivers.tcp``, ``drivers.mqtt``).
+``drivers.outbound``: where the outbound calls users aim may go (:class:`OutboundGuard`, checked
+after DNS resolution) and an httpx transport pinned to the address checked.
 Errors are in ``drivers.errors`` (its docstring draws the hierarchy).
 
 The face is lazy but for the errors and the link registry: any other name is imported from its
@@ -59,6 +61,11 @@ if typing.TYPE_CHECKING:
     from drivers.mqtt import MqttLink as MqttLink
     from drivers.mqtt import MqttSettings as MqttSettings
     from drivers.orphans import reap_orphan_group as reap_orphan_group
+    from drivers.outbound import OutboundError as OutboundError
+    from drivers.outbound import OutboundGuard as OutboundGuard
+    from drivers.outbound import OutboundRefusedError as OutboundRefusedError
+    from drivers.outbound import OutboundUnresolvedError as OutboundUnresolvedError
+    from drivers.outbound import internal_kind as internal_kind
     from drivers.process import OSProcess as OSProcess
     from drivers.serial import SerialDriver as SerialDriver
     from drivers.serial import SerialLink as SerialLink
@@ -76,6 +83,7 @@ _EXPORTS = {
     "drivers.metrics": ("DiskUsage", "HostSample", "MemoryUsage", "PsutilProbe", "SystemProbe", "read_system"),
     "drivers.mqtt": ("MqttDriver", "MqttLink", "MqttSettings"),
     "drivers.orphans": ("reap_orphan_group",),
+    "drivers.outbound": ("OutboundError", "OutboundGuard", "OutboundRefusedError", "OutboundUnresolvedError", "internal_kind"),
     "drivers.process": ("OSProcess",),
     "drivers.serial": ("SerialDriver", "SerialLink", "SerialSettings", "SerialUrlLink"),
     "drivers.subreaper": ("enable_subreaper", "watch_adopted"),

@@ -101,7 +101,7 @@ def test_unknown_section_is_an_error(tmp_path: Path) -> None:
         ConfigError,
         match=re.escape(
             "config.toml: unknown section [servers]; known sections: "
-            "runtime, server, database, supervisor, auth, email"
+            "runtime, server, database, supervisor, auth, email, outbound"
         ),
     ):
         load_config(path, environ={})
@@ -281,6 +281,22 @@ def test_docs_describe_every_key_of_every_section() -> None:
         assert documented == set(model.model_fields), section
         for key in model.model_fields:
             assert f"`VAREON_{section.upper()}_{key.upper()}`" in tables[section], key
+
+
+def test_outbound_allow_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    assert load_config(environ={}).outbound.allow == []
+    path = write(tmp_path, '[outbound]\nallow = ["10.0.0.5", "192.168.1.0/24", "Printer.Local.", "fd00::/8"]\n')
+    assert load_config(path, environ={}).outbound.allow == ["10.0.0.5/32", "192.168.1.0/24", "printer.local", "fd00::/8"]
+    env = {"VAREON_OUTBOUND_ALLOW": "127.0.0.1, nas.lan"}
+    assert load_config(path, environ=env).outbound.allow == ["127.0.0.1/32", "nas.lan"]
+    bad = write(tmp_path, '[outbound]\nallow = ["http://10.0.0.5/", "nas.lan:8080", "10.0.0.5/8", "*.lan"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, environ={})
+    message = str(info.value)
+    assert "config.toml: [outbound] allow must be IP addresses, networks or host names" in message
+    assert "'http://10.0.0.5/' is none of these (write the host alone" in message
+    assert "'nas.lan:8080' is none of these" in message and "'*.lan' is none of these" in message
+    assert "'10.0.0.5/8' has host bits set (did you mean '10.0.0.0/8'?)" in message
 
 
 def test_trusted_proxies_from_the_file_and_the_environment(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The runtime's configuration: ``config.toml`` plus ``VAREON_<SECTION>_<KEY>`` overrides.
 
 - :mod:`~vareon_runtime.config.sections`: the kernel's sections (``[runtime]``, ``[server]``,
-  ``[database]``, ``[supervisor]``, ``[auth]``, ``[email]``);
+  ``[database]``, ``[supervisor]``, ``[auth]``, ``[email]``, ``[outbound]``);
 - :mod:`~vareon_runtime.config.model`: :class:`Config`, the whole, with the sections the
   components declare (:meth:`Config.section` reads one);
 - :mod:`~vareon_runtime.config.loading`: :func:`load_config`, errors that name the file or the
@@ -19,6 +19,7 @@ from vareon_runtime.config.sections import MIB as MIB
 from vareon_runtime.config.sections import AuthConfig as AuthConfig
 from vareon_runtime.config.sections import DatabaseConfig as DatabaseConfig
 from vareon_runtime.config.sections import EmailConfig as EmailConfig
+from vareon_runtime.config.sections import OutboundConfig as OutboundConfig
 from vareon_runtime.config.sections import RuntimeConfig as RuntimeConfig
 from vareon_runtime.config.sections import ServerConfig as ServerConfig
 from vareon_runtime.config.sections import SupervisorConfig as SupervisorConfig
@@ -33,6 +34,7 @@ __all__ = [
     "Config",
     "DatabaseConfig",
     "EmailConfig",
+    "OutboundConfig",
     "RuntimeConfig",
     "ServerConfig",
     "SupervisorConfig",

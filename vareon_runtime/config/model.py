@@ -15,7 +15,15 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
 from ..component import ConfigSection
-from .sections import AuthConfig, DatabaseConfig, EmailConfig, RuntimeConfig, ServerConfig, SupervisorConfig
+from .sections import (
+    AuthConfig,
+    DatabaseConfig,
+    EmailConfig,
+    OutboundConfig,
+    RuntimeConfig,
+    ServerConfig,
+    SupervisorConfig,
+)
 
 __all__ = ["Config"]
 
@@ -48,6 +56,10 @@ class Config(BaseModel):
     )
     email: EmailConfig = Field(
         default_factory=EmailConfig, description="Outgoing mail for account verification."
+    )
+    outbound: OutboundConfig = Field(
+        default_factory=OutboundConfig,
+        description="Outbound calls users aim (api tasks, and HTTP calls of the domains to come): where they may go.",
     )
 
     component_sections: ClassVar[tuple[ConfigSection, ...]] = ()

@@ -1,5 +1,5 @@
 """The kernel's sections of ``config.toml``: ``[runtime]``, ``[server]``, ``[database]``,
-``[supervisor]``, ``[auth]`` and ``[email]``.
+``[supervisor]``, ``[auth]``, ``[email]`` and ``[outbound]``.
 
 Every field's ``description`` is written for a user: it becomes the comment above the key in
 the generated ``config.toml`` and the meaning column of ``docs/configuration.md``. Each model
@@ -23,6 +23,7 @@ __all__ = [
     "AuthConfig",
     "DatabaseConfig",
     "EmailConfig",
+    "OutboundConfig",
     "RuntimeConfig",
     "ServerConfig",
     "SupervisorConfig",
@@ -33,6 +34,7 @@ MIB = 1024 * 1024
 JWT_SECRET_MIN_LENGTH = 32
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DB_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
 def _lower(value: Any) -> Any:
@@ -67,6 +69,39 @@ def _ip_networks(values: list[str]) -> list[str]:
             + "; ".join(problems)
         )
     return networks
+
+
+def _destinations(values: list[str]) -> list[str]:
+    """Normalise outbound destinations: IP addresses and networks as for trusted proxies, host
+    names in lower case without a trailing dot."""
+    problems: list[str] = []
+    kept: list[str] = []
+    for value in values:
+        text = value.strip()
+        try:
+            kept.append(str(ipaddress.ip_network(text.strip("[]"))))
+            continue
+        except ValueError:
+            pass
+        try:
+            loose = ipaddress.ip_network(text.strip("[]"), strict=False)
+        except ValueError:
+            name = text.rstrip(".").lower()
+            labels = name.split(".")
+            if len(name) <= 253 and all(_HOST_LABEL_RE.match(label) for label in labels) and not labels[-1].isdigit():
+                kept.append(name)
+            else:
+                problems.append(
+                    f"{value!r} is none of these (write the host alone, without scheme, port, path or wildcard)"
+                )
+        else:
+            problems.append(f"{value!r} has host bits set (did you mean {str(loose)!r}?)")
+    if problems:
+        raise ValueError(
+            "must be IP addresses, networks or host names such as '10.0.0.5', '192.168.1.0/24' or"
+            " 'printer.local': " + "; ".join(problems)
+        )
+    return kept
 
 
 def _env_var_name(value: str) -> str:
@@ -363,3 +398,27 @@ class EmailConfig(BaseModel):
     )
 
     _check_env_name = field_validator("password_env")(_env_var_name)
+
+
+class OutboundConfig(BaseModel):
+    """``[outbound]``: where the calls users aim (api tasks; workflow, pipeline and provider HTTP
+    calls as they come) may go. The rule is drivers.outbound's (decision 0024)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow: list[str] = Field(
+        default_factory=list,
+        examples=[["10.0.0.5", "192.168.1.0/24", "printer.local"]],
+        description=(
+            "Internal destinations (IP addresses, networks, host names, such as"
+            ' ["10.0.0.5", "192.168.1.0/24", "printer.local"]) that operators may aim outbound'
+            " calls at, such as an api task. Public addresses"
+            " need no entry; loopback, private, link-local (169.254.169.254, cloud metadata),"
+            " unspecified, multicast and reserved addresses are for admins only unless listed"
+            " here. A name allows what it resolves to, except this host (loopback, 0.0.0.0),"
+            " which only its address allows. As an environment variable: a comma-separated list."
+        ),
+    )
+
+    _split = field_validator("allow", mode="before")(_comma_list)
+    _check_allow = field_validator("allow")(_destinations)
