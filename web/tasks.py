@@ -10,7 +10,11 @@ put the total in ``X-Total-Count``.
 
 Who may do what: viewers read tasks and their history; operators create, change and delete tasks
 whose action does not execute on the host (``api``, ``agent``) and run any task now; only admins
-define ``script`` tasks (the face refuses an operator with 403) or delete them.
+define ``script`` tasks (the face refuses an operator with 403) or delete them. Only admins aim
+an ``api`` task at an internal address (loopback, private, link-local...) that ``[outbound]
+allow`` does not list (the face refuses others with 422), and the log of a run of such a task,
+which holds what the destination answered, goes only to the task's creator and admins: the
+history shows others the run with :data:`HIDDEN_LOGS` in its place (decision 0024).
 
 ``/api/myntrix/tasks/history`` is a path of its own: a GET there is never read as a task id.
 """
@@ -24,13 +28,17 @@ from pydantic.alias_generators import to_camel
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
+from actors.kit.wire import Page
 from actors.myntrix.scheduler import RunStatus, Task, TaskCreate, TaskRun, Tasks, TaskUpdate
-from vareon_runtime.auth import Role
+from vareon_runtime.auth import Principal, Role
 
 from .kit import PageQuery, ResourceDocs, face, page_reply, resource_routes
 from .permissions import current_principal, requires
 
-__all__ = ["TaskHistoryQuery", "TaskListQuery", "blueprint"]
+__all__ = ["HIDDEN_LOGS", "TaskHistoryQuery", "TaskListQuery", "blueprint"]
+
+HIDDEN_LOGS = "(hidden: what this task's destination answered is shown only to its creator and admins)"
+"""The ``logs`` of a run whose log holds what an outbound call answered, for anyone else."""
 
 blueprint = Blueprint("tasks", __name__)
 
@@ -88,8 +96,24 @@ resource_routes(
 @validate_response(list[TaskRun])
 async def task_history(query_args: TaskHistoryQuery) -> tuple[list[TaskRun], int, dict[str, str]]:
     """Runs of every task (or of ``taskId``), newest first, with their captured output; filtered by
-    ``status`` and start time (``since`` inclusive, ``until`` exclusive); the total in ``X-Total-Count``."""
-    return page_reply(await face(Tasks).history(**query_args.model_dump()))
+    ``status`` and start time (``since`` inclusive, ``until`` exclusive); the total in ``X-Total-Count``.
+    The log of an `api` task's run (what its destination answered) is shown only to the task's
+    creator and admins; others see the run with a note in its place."""
+    tasks = face(Tasks)
+    page = await tasks.history(**query_args.model_dump())
+    return page_reply(await _for_reader(tasks, page, current_principal()))
+
+
+async def _for_reader(tasks: Tasks, page: Page[TaskRun], reader: Principal) -> Page[TaskRun]:
+    """``page`` with the logs ``reader`` may not read hidden."""
+    if reader.role is Role.ADMIN:
+        return page
+    owners = await tasks.log_owners(run.task_id for run in page.items if run.logs)
+    hidden = {task_id for task_id, creator in owners.items() if creator != reader.username}
+    if not hidden:
+        return page
+    items = [run.model_copy(update={"logs": HIDDEN_LOGS}) if run.task_id in hidden else run for run in page.items]
+    return page._replace(items=items)
 
 
 @blueprint.post("/api/myntrix/tasks/<task_id>/run")

@@ -27,6 +27,12 @@ def front_components() -> tuple[Component, ...]:
     return SCHEDULER
 
 
+@pytest.fixture
+def front_environ() -> dict[str, str]:
+    # The local endpoints here are loopback, which operators reach only when listed (decision 0024).
+    return {"VAREON_OUTBOUND_ALLOW": "127.0.0.1"}
+
+
 def script_task(argv: list[str], **fields: Any) -> dict[str, Any]:
     return {"name": "printer", "schedule": "*/1 * * * *", "action": "script", "parameters": {"argv": argv}, **fields}
 

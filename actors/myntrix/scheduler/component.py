@@ -13,6 +13,11 @@ the kit's :class:`~actors.kit.recorder.Recorder` writing the runs' rows and jobs
 then ``scheduler``, the :class:`~actors.myntrix.scheduler.actor.TaskScheduler` actor. A crash of the scheduler
 restarts it alone, with its runs untouched; it reloads the tasks from the table.
 
+The component wires the runtime's ``[outbound]`` rule and the accounts' current roles
+(:class:`~actors.myntrix.scheduler.actions.Outbound`) into the face and the runs: an ``api``
+task's destination is checked when the task is defined and at each run, with its creator's role
+(docs/decisions/0024-outbound-destinations.md).
+
 Stopping, it first stops the scheduler (no new runs), then cancels every live run at once, each
 ending ``cancelled`` with the reason (a script's process group gets SIGTERM, its stop timeout,
 SIGKILL), then lets the supervisor stop the actors, the recorder last, so that it writes how every run
@@ -31,17 +36,19 @@ from actors.kit.module import DomainModule
 from actors.kit.recorder import Recorder
 from drivers.errors import ProcessBrokenError
 from drivers.orphans import reap_orphan_group
+from drivers.outbound import OutboundGuard
+from vareon_runtime.auth import Role
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import utcnow
 from vareon_runtime.component import Component, RuntimeContext
 from vareon_runtime.dynamic_supervisor import DynamicSupervisor
-from vareon_runtime.errors import VareonError
+from vareon_runtime.errors import NotFoundError, VareonError
 from vareon_runtime.registry import Registry
 from vareon_runtime.store import Store
 from vareon_runtime.supervisor import Backoff, ChildSpec, Strategy, Supervisor
 
 from ..config import SECTION, MyntrixConfig
-from .actions import ACTIONS, ActionRegistry
+from .actions import ACTIONS, ActionRegistry, Outbound
 from .actor import TaskScheduler
 from .models import TASK_RUNS
 from .run import owner_mark
@@ -69,6 +76,8 @@ class SchedulerModule(DomainModule):
         actions: the action kinds (the runtime's :data:`ACTIONS` unless a test or the
             benchmark passes its own registry).
         now: wall-clock time (aware UTC); tests pass a simulated clock.
+        outbound: the ``[outbound]`` rule and the creators' roles (the component wires the
+            runtime's; by default no allow-list and no admin known).
     """
 
     def __init__(
@@ -80,15 +89,18 @@ class SchedulerModule(DomainModule):
         settings: SchedulerSettings | None = None,
         actions: ActionRegistry = ACTIONS,
         now: Callable[[], datetime] = utcnow,
+        outbound: Outbound | None = None,
     ) -> None:
         self.settings = settings = settings or SchedulerSettings()
+        self.outbound = outbound = outbound or Outbound()
         self.store = store
         self.bus = bus
         self.now = now
         self.runs_supervisor = DynamicSupervisor("task-runs", shutdown=settings.shutdown_timeout)
         self.recorder = Recorder(store, Jobs(store, bus), TASK_RUNS, keep=settings.runs_keep)
         self.runs = TaskRuns(
-            bus, registry, self.recorder, actions, settings=settings, now=now, supervisor=lambda: self.runs_supervisor
+            bus, registry, self.recorder, actions, settings=settings, now=now, supervisor=lambda: self.runs_supervisor,
+            outbound=outbound,
         )
 
         def runs_supervisor() -> DynamicSupervisor:
@@ -129,6 +141,7 @@ class SchedulerModule(DomainModule):
             actions=self.runs.actions,
             settings=self.settings,
             now=self.now,
+            outbound=self.outbound,
         )
 
     async def _recover(self) -> None:
@@ -173,8 +186,20 @@ def _build(ctx: RuntimeContext) -> ChildSpec:
         runs_keep=configured.task_runs_keep,
     )
 
+    auth = ctx.auth
+
+    async def role_of(username: str) -> Role | None:
+        # Read from the table, not a token: the creator's role now (demoted, disabled, gone).
+        try:
+            user = await auth.get_user_by_username(username)
+        except NotFoundError:
+            return None
+        return user.role if user.is_active else None
+
+    outbound = Outbound(OutboundGuard(ctx.config.outbound.allow), role_of)
+
     def factory() -> SchedulerModule:
-        return SchedulerModule(ctx.store, ctx.bus, ctx.registry, settings=settings)
+        return SchedulerModule(ctx.store, ctx.bus, ctx.registry, settings=settings, outbound=outbound)
 
     return ChildSpec(SCHEDULER_NAME, factory, shutdown=settings.shutdown_timeout + 20.0)
 

@@ -28,7 +28,7 @@ from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import isoformat
 from vareon_runtime.registry import Registry
 
-from .actions import ActionContext, ActionOutcome, ActionRegistry
+from .actions import ActionContext, ActionOutcome, ActionRegistry, Outbound
 from .messages import TaskSpec
 from .schemas import TASK_RUN_WORDS, RunTrigger, TaskRun
 
@@ -74,6 +74,8 @@ class TaskRunWorker(RunWorker[TaskRunControl, ActionOutcome]):
         registry: the runtime's (the ``agent`` action finds the agents there).
         actions: the action kinds.
         log_max: characters of the run's log kept.
+        outbound: the ``[outbound]`` rule and the creators' roles: the action's outbound calls go
+            with the task's creator's current role.
     """
 
     noun = "run"
@@ -90,6 +92,7 @@ class TaskRunWorker(RunWorker[TaskRunControl, ActionOutcome]):
         actions: ActionRegistry,
         now: Callable[[], datetime],
         log_max: int,
+        outbound: Outbound,
     ) -> None:
         super().__init__(
             control, book=book, recorder=recorder, bus=bus, words=TASK_RUN_WORDS, now=now,
@@ -97,6 +100,7 @@ class TaskRunWorker(RunWorker[TaskRunControl, ActionOutcome]):
         )  # fmt: skip
         self.registry = registry
         self.actions = actions
+        self.outbound = outbound
         self.timeout = control.spec.timeout
         self.topic = run_topic(control.owner_id)
 
@@ -138,7 +142,8 @@ class TaskRunWorker(RunWorker[TaskRunControl, ActionOutcome]):
         params: BaseModel = self.actions.validate(spec.action, spec.parameters, check=False)
         ctx = ActionContext(
             task_id=spec.id, run_id=control.run_id, registry=self.registry, bus=self.bus, log=self.log,
-            started_process=self._started_process,
+            started_process=self._started_process, outbound=self.outbound.guard,
+            reaches_internal=self.outbound.creator_reach(spec.created_by),
         )  # fmt: skip
         outcome = await action.run(params, ctx)
         if not isinstance(outcome, ActionOutcome):

@@ -28,7 +28,7 @@ from vareon_runtime.dynamic_supervisor import DynamicSupervisor
 from vareon_runtime.errors import NotFoundError, UnavailableError, VareonError
 from vareon_runtime.registry import Registry
 
-from .actions import ActionRegistry
+from .actions import ActionRegistry, Outbound
 from .errors import TaskBusyError
 from .messages import TaskSpec
 from .run import TaskRunControl, TaskRunWorker, run_topic
@@ -51,6 +51,7 @@ class TaskRuns:
         now: wall-clock time for the records.
         supervisor: the ``task-runs`` supervisor of the runs, a callable as it is replaced on
             restart.
+        outbound: the ``[outbound]`` rule and the creators' roles, for the runs' actions.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class TaskRuns:
         settings: SchedulerSettings,
         now: Callable[[], datetime],
         supervisor: Callable[[], DynamicSupervisor],
+        outbound: Outbound | None = None,
     ) -> None:
         self.bus = bus
         self.registry = registry
@@ -71,6 +73,7 @@ class TaskRuns:
         self.settings = settings
         self.now = now
         self.supervisor = supervisor
+        self.outbound = outbound or Outbound()
         self.book: RunBook[TaskRunControl] = RunBook()
 
     @property
@@ -105,7 +108,7 @@ class TaskRuns:
         """
         worker = TaskRunWorker(
             control, book=self.book, recorder=self.recorder, bus=self.bus, registry=self.registry,
-            actions=self.actions, now=self.now, log_max=self.settings.log_max,
+            actions=self.actions, now=self.now, log_max=self.settings.log_max, outbound=self.outbound,
         )  # fmt: skip
         try:
             self.supervisor().start_child(control.run_id, worker)

@@ -160,6 +160,8 @@ class TaskFields(CamelModel):
     misfire_grace: float
     updated_at: Timestamp
     last_fire_at: Timestamp | None = Field(description="The last fire time the scheduler handled.")
+    # Whose role counts for the task's outbound calls (decision 0024); the API shows it as Task's.
+    created_by: str | None = Field(None, description="Who created the task (a username); null when the runtime did.")
 
 
 class Task(TaskFields):

@@ -11,7 +11,11 @@ Checked at the door, each a ``ServiceError`` the web front maps to HTTP: an unkn
 or bad parameters (422, from the actions registry), a bad or never-firing cron expression or an
 unknown time zone (422, :class:`~actors.myntrix.scheduler.errors.InvalidCronError`), a kind
 only an admin may define (``script``: it executes on the host) asked for by someone else (403),
-an unknown id (404), a run now while a run still goes and overlap is skip (409).
+an outbound destination (an ``api`` task's URL) that is internal (loopback, private,
+link-local...), not in ``[outbound] allow`` and asked for by someone other than an admin (422,
+:class:`~drivers.outbound.OutboundRefusedError`; decision 0024), an unknown id (404), a run now
+while a run still goes and overlap is skip (409). A destination is checked after DNS resolution;
+a name that does not resolve now is accepted, as every run checks it again.
 
 Deleting a task cancels its live runs (each ends ``cancelled``), then deletes the task and its
 runs; their ``jobs`` rows stay.
@@ -20,17 +24,19 @@ runs; their ``jobs`` rows stay.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from actors.kit.parsing import check_page, enum_value, parse_model
 from actors.kit.resources import Filter, Resources
 from actors.kit.wire import Page
+from drivers.outbound import OutboundRefusedError
 from vareon_runtime.actor import ActorRef
 from vareon_runtime.auth import Principal, Role
 from vareon_runtime.bus import EventBus
@@ -38,7 +44,7 @@ from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, ServiceError
 from vareon_runtime.store import Store
 
-from .actions import ACTIONS, ActionRegistry
+from .actions import ACTIONS, ActionRegistry, Outbound
 from .actor import schedule_of, spec_from_record
 from .cron import parse_cron
 from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
@@ -108,6 +114,8 @@ class Tasks(Resources[Task]):
         actions: the action kinds.
         settings: the module's tunables (the default zone and misfire grace).
         now: wall-clock time (aware UTC).
+        outbound: the ``[outbound]`` rule and the creators' roles (destinations are checked
+            when a task is defined).
     """
 
     noun = "task"
@@ -125,6 +133,7 @@ class Tasks(Resources[Task]):
         actions: ActionRegistry = ACTIONS,
         settings: SchedulerSettings | None = None,
         now: Callable[[], datetime] = utcnow,
+        outbound: Outbound | None = None,
     ) -> None:
         super().__init__(store, bus)
         self.scheduler = scheduler
@@ -132,6 +141,7 @@ class Tasks(Resources[Task]):
         self.actions = actions
         self.settings = settings or SchedulerSettings()
         self.now = now
+        self.outbound = outbound or Outbound()
 
     def query(self) -> Select[Any]:
         return _select_rows()
@@ -154,6 +164,47 @@ class Tasks(Resources[Task]):
                 details={"field": "action", "kind": kind, "role": role.value},
             )
 
+    async def _check_destinations(
+        self, kind: str, params: BaseModel, reach: bool | Callable[[], Awaitable[bool]], *, note: str = ""
+    ) -> None:
+        """Refuse (422) an outbound destination of the parameters that is internal, not allowed,
+        and not for whoever counts (``reach``: see :data:`drivers.outbound.Internal`)."""
+        destinations = getattr(self.actions.action(kind), "destinations", None)
+        if destinations is None:
+            return
+        for where, url in destinations(params).items():
+            try:
+                await self.outbound.guard.check_destination(url, internal=reach, unresolved_ok=True)
+            except OutboundRefusedError as exc:
+                raise OutboundRefusedError(
+                    f"{where}: {exc.message}{note}", details={"field": where, **exc.details}
+                ) from exc
+
+    async def log_owners(self, task_ids: Iterable[str]) -> dict[str, str | None]:
+        """The creator of each of these tasks whose runs log what an outbound call answered (a
+        kind with destinations, such as ``api``; a kind no longer known too): those logs are for
+        the creator and admins (decision 0024). Other tasks, and unknown ids, are left out."""
+        wanted = sorted(set(task_ids))
+        if not wanted:
+            return {}
+
+        def read(session: Session) -> list[tuple[str, str, dict[str, Any], str | None]]:
+            columns = (ScheduledTaskRecord.id, ScheduledTaskRecord.action, ScheduledTaskRecord.parameters, ScheduledTaskRecord.created_by)
+            rows = session.execute(select(*columns).where(ScheduledTaskRecord.id.in_(wanted))).all()
+            return [(task_id, kind, parameters, creator) for task_id, kind, parameters, creator in rows]
+
+        owners: dict[str, str | None] = {}
+        for task_id, kind, parameters, creator in await self.store.read(read):
+            try:
+                params = self.actions.validate(kind, parameters, check=False)
+                destinations = getattr(self.actions.action(kind), "destinations", None)
+                outbound = destinations is not None and bool(destinations(params))
+            except ServiceError:
+                outbound = True  # cannot tell what its runs logged: keep it to its creator
+            if outbound:
+                owners[task_id] = creator
+        return owners
+
     def _masked(self, spec: TaskSpec) -> dict[str, Any]:
         """The parameters for the wire, secrets masked; {} when the kind is no longer known."""
         try:
@@ -174,8 +225,7 @@ class Tasks(Resources[Task]):
             except ServiceError as exc:
                 log.warning("task %s: no next fire times: %s", spec.id, exc)
         return Task(
-            **{**dict(spec), "parameters": self._masked(spec)},
-            created_by=row.created_by,
+            **{**dict(spec), "parameters": self._masked(spec), "created_by": row.created_by},
             created_at=row.created_at,
             last_run=row.last_run,
             last_status=TASK_RUN_WORDS.wire(row.last_status) if row.last_status else None,
@@ -256,13 +306,16 @@ class Tasks(Resources[Task]):
 
         Raises:
             InvalidRequestError: a bad body, an unknown kind, bad parameters, a bad or
-                never-firing schedule, an unknown time zone (422).
+                never-firing schedule, an unknown time zone (422); an internal outbound
+                destination not allowed, from someone other than an admin
+                (:class:`~drivers.outbound.OutboundRefusedError`, 422).
             PermissionDeniedError: a kind only an admin may define, for someone else (403).
         """
         data = parse_model(TaskCreate, data)
         role, user = (by.role, by.username) if by is not None else (None, None)
         self._check_kind(data.action, role, doing="create")
         params = self.actions.validate(data.action, data.parameters)
+        await self._check_destinations(data.action, params, by is None or Outbound.reaches_internal(role))
         zone = data.timezone or self.settings.timezone
         now = self.now()
         parse_cron(data.schedule, zone, now=now)
@@ -300,7 +353,8 @@ class Tasks(Resources[Task]):
 
         Raises:
             NotFoundError: no task has that id.
-            InvalidRequestError: as for :meth:`create`.
+            InvalidRequestError: as for :meth:`create`; a changed outbound destination is checked
+                against both who changes it and the task's creator.
             PermissionDeniedError: the task's kind, or the new one, is one only an admin may define.
         """
         data = parse_model(TaskUpdate, data)
@@ -324,6 +378,8 @@ class Tasks(Resources[Task]):
                 params = self.actions.validate(kind, parameters, previous=previous)
                 changes["action"] = kind
                 changes["parameters"] = params.model_dump(mode="json", by_alias=True)
+                if (kind, changes["parameters"]) != (current.action, current.parameters):
+                    await self._check_changed_destinations(kind, params, by, current.created_by)
             now = self.now()
             if data.schedule is not None or data.timezone is not None:
                 schedule = data.schedule if data.schedule is not None else current.schedule
@@ -357,6 +413,17 @@ class Tasks(Resources[Task]):
                 raise NotFoundError(f"no task has the id {task_id!r}")
             await self._tell(row.spec)
             return self.announce("updated", self._shape(row, now))
+
+    async def _check_changed_destinations(
+        self, kind: str, params: BaseModel, by: Principal | None, creator: str | None
+    ) -> None:
+        """A changed call must be one both who changes it and the task's creator (whose role
+        its runs go with) may aim: else an operator could turn an admin's task inward."""
+        if by is not None and not Outbound.reaches_internal(by.role):
+            await self._check_destinations(kind, params, False)
+        elif creator is not None and (by is None or creator != by.username):
+            note = f" (the task is {creator}'s, and its runs go with its creator's role: recreate it as yours)"
+            await self._check_destinations(kind, params, self.outbound.creator_reach(creator), note=note)
 
     async def delete(self, task_id: str, by: Principal | None = None) -> None:
         """Cancel the task's live runs (they end ``cancelled``, by whom), then delete it and its runs.

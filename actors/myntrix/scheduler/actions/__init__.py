@@ -11,7 +11,8 @@ The modules:
 
 - :mod:`~actors.myntrix.scheduler.actions.action`: the contract (:class:`Action`,
   :class:`ActionContext`, :class:`ActionOutcome`, :class:`ActionParameters`) and
-  :class:`BaseAction`, which the kinds build on.
+  :class:`BaseAction`, which the kinds build on; :class:`Outbound`, the ``[outbound]`` rule with
+  the roles that count (decision 0024).
 - :mod:`~actors.myntrix.scheduler.actions.registry`: :class:`ActionRegistry`, the kinds by name.
 - :mod:`~actors.myntrix.scheduler.actions.masking`: secrets; values whose names look secret are
   never written to a log and go out as :data:`MASK`, and a :data:`MASK` sent back keeps the
@@ -30,6 +31,8 @@ from actors.myntrix.scheduler.actions.action import ActionContext as ActionConte
 from actors.myntrix.scheduler.actions.action import ActionOutcome as ActionOutcome
 from actors.myntrix.scheduler.actions.action import ActionParameters as ActionParameters
 from actors.myntrix.scheduler.actions.action import BaseAction as BaseAction
+from actors.myntrix.scheduler.actions.action import Outbound as Outbound
+from actors.myntrix.scheduler.actions.action import RoleOf as RoleOf
 from actors.myntrix.scheduler.actions.agent import AgentAction as AgentAction
 from actors.myntrix.scheduler.actions.agent import AgentParameters as AgentParameters
 from actors.myntrix.scheduler.actions.api import BODY_LOG_LIMIT as BODY_LOG_LIMIT
@@ -63,6 +66,8 @@ __all__ = [
     "ApiAction",
     "ApiParameters",
     "BaseAction",
+    "Outbound",
+    "RoleOf",
     "ScriptAction",
     "ScriptParameters",
     "UnknownActionError",

@@ -5,18 +5,27 @@ text, anything else as JSON), ``expectedStatus`` (one code or a list; any 2xx wh
 ``timeout``. The status and the first :data:`BODY_LOG_LIMIT` bytes of the response body go to
 the log. A connection error or a timeout is a failed outcome with the reason. Redirects are not
 followed (a 3xx is the answer: a task should name the URL it means, and a redirect must not carry
-its headers elsewhere). Secret-looking header values and URL parts are masked in the log and on
-the wire.
+its headers elsewhere, nor lead past the outbound rule). Secret-looking header values and URL
+parts are masked in the log and on the wire.
+
+The URL is an outbound destination (:mod:`drivers.outbound`, decision 0024): checked when the
+task is defined, and again by the connection of each run, which goes only to an address the
+check passed; an internal one (loopback, private, link-local...) not in ``[outbound] allow``
+fails the run unless the task's creator is an admin. The body in the log is shown only to the
+task's creator and admins (the web front hides it from others).
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import trio
 from pydantic import BaseModel, Field, field_validator
+
+from drivers.outbound import OutboundRefusedError
 
 from .action import ActionContext, ActionOutcome, ActionParameters, BaseAction
 from .masking import mask_map, mask_url, unmask_map, unmask_url
@@ -123,10 +132,14 @@ class ApiParameters(ActionParameters):
 
 
 class ApiAction(BaseAction):
-    """Make one HTTP request (see the module docstring); nothing to check before it runs."""
+    """Make one HTTP request (see the module docstring); its URL is its destination."""
 
     kind = "api"
     parameters = ApiParameters
+
+    def destinations(self, params: BaseModel) -> Mapping[str, str]:
+        assert isinstance(params, ApiParameters)
+        return {"parameters.url": params.url}
 
     async def run(self, params: BaseModel, ctx: ActionContext) -> ActionOutcome:
         """Send the request; ok when the status is the expected one.
@@ -147,11 +160,16 @@ class ApiAction(BaseAction):
             request["json"] = params.body
         ctx.log(f"{shown}")
         started = trio.current_time()
+        transport = ctx.outbound.transport(internal=ctx.reaches_internal)
         try:
-            async with httpx.AsyncClient(timeout=params.timeout, follow_redirects=False) as client:
+            async with httpx.AsyncClient(
+                transport=transport, timeout=params.timeout, follow_redirects=False, trust_env=False
+            ) as client:
                 with trio.fail_after(params.timeout):
                     async with client.stream(params.method, params.url, **request) as response:
                         head = await _read_head(response, BODY_LOG_LIMIT)
+        except OutboundRefusedError as exc:
+            return ctx.fail(f"{shown} refused: {exc.message}")
         except (trio.TooSlowError, httpx.TimeoutException):
             return ctx.fail(f"{shown}: no answer within {params.timeout:g}s")
         except (httpx.HTTPError, OSError, ValueError) as exc:

@@ -85,10 +85,15 @@ async def server(nursery: trio.Nursery) -> AsyncIterator[Server]:
     yield server
 
 
+async def an_admins_task() -> bool:
+    return True  # the local server is loopback: only an admin's task reaches it (decision 0024)
+
+
 def context(lines: list[str]) -> ActionContext:
     return ActionContext(
-        task_id=str(uuid.uuid4()), run_id=str(uuid.uuid4()), registry=Registry(), bus=EventBus(), log=lines.append
-    )
+        task_id=str(uuid.uuid4()), run_id=str(uuid.uuid4()), registry=Registry(), bus=EventBus(), log=lines.append,
+        reaches_internal=an_admins_task,
+    )  # fmt: skip
 
 
 async def call(parameters: dict[str, object]) -> tuple[ActionOutcome, list[str]]:
