@@ -57,6 +57,7 @@ from .context import install_context
 from .connection import VareonConnection
 from .direct import VareonApp
 from .errors import install_error_handlers
+from .errors import answers_of
 from .permissions import access_of, install_permissions, public
 from .schemas import ErrorResponse
 from .uploads import UploadTooLargeError, is_upload_route
@@ -89,16 +90,33 @@ class VareonOpenAPIProvider(OpenAPIProvider):
         paths, components = super().build_paths(rule)
         view = self._app.view_functions[rule.endpoint]
         access = access_of(view)
+        declared = answers_of(view)
         for path_item in paths.values():
-            for operation in path_item.values():
+            for method, operation in path_item.items():
                 responses = operation["responses"] = dict(operation["responses"])
+                if 204 in declared:  # nothing in the body: quart-schema's default 200 is not one
+                    responses.pop(200, None)
+                    responses.pop("200", None)
+                    responses[204] = {"description": declared[204]}
+                for status, description in declared.items():
+                    if status >= 400:
+                        responses[status] = _error(description)
+                if rule.arguments:
+                    responses.setdefault(404, _error("nothing has that id"))
                 if isinstance(access, Role):
                     operation["security"] = [{"bearer": []}, {"password": []}]
                     operation["x-required-role"] = access.value
                     responses[401] = _error("no valid access token")
                     responses[403] = _error(f"the caller's role is below {access.value}")
+                    responses[503] = _error("the module that answers is not running (see /api/system/status)")
+                    if method != "get":
+                        responses.setdefault(409, _error("conflicts with the current state of what it changes"))
                 else:
                     operation["security"] = []
+                    if method != "get":
+                        responses.setdefault(429, _error("too many attempts; wait for Retry-After"))
+                if is_upload_route(view) and "requestBody" not in operation:
+                    operation["requestBody"] = _UPLOAD_BODY
                 if "requestBody" in operation or operation["parameters"]:
                     responses[422] = _error("a field breaks the schema (see details)")
                 if "requestBody" in operation:
@@ -111,6 +129,22 @@ class VareonOpenAPIProvider(OpenAPIProvider):
                     content["application/json"] = form
                     operation["requestBody"] = {**operation["requestBody"], "content": content}
         return paths, components
+
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary", "description": "The file."}},
+                "required": ["file"],
+            },
+            "encoding": {"file": {"contentType": "application/octet-stream"}},
+        }
+    },
+}
+"""An upload route's body: a multipart form whose ``file`` part is the file (web/uploads.py)."""
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -32,7 +32,8 @@ import json
 import logging
 import math
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from quart import Quart, Response, current_app, g, has_request_context, has_websocket_context
@@ -65,6 +66,8 @@ __all__ = [
     "MalformedFormError",
     "MalformedJSONError",
     "UnsupportedMediaTypeError",
+    "answers",
+    "answers_of",
     "capped",
     "error_response",
     "install_error_handlers",
@@ -183,6 +186,32 @@ def request_id() -> str:
 def new_request_id() -> str:
     """A fresh request id (for a request answered outside Quart's request context)."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+_ANSWERS_ATTRIBUTE = "_vareon_answers"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def answers(status: int, description: str) -> Callable[[F], F]:
+    """Declare an answer of a view for the API document (``@answers(401, "wrong password")``).
+
+    Every protected route is documented with 401, 403, 503 and, if it changes something, 409;
+    a route with an id in its path with 404; one with a body with 400, 413, 415, 422. A view
+    declares what else it answers, and 204 when it answers no body.
+    """
+
+    def decorator(view: F) -> F:
+        declared = dict(getattr(view, _ANSWERS_ATTRIBUTE, {}))
+        declared[status] = description
+        setattr(view, _ANSWERS_ATTRIBUTE, declared)
+        return view
+
+    return decorator
+
+
+def answers_of(view: Callable[..., Any] | None) -> dict[int, str]:
+    """What ``view`` declared with :func:`answers`, by status."""
+    return dict(getattr(view, _ANSWERS_ATTRIBUTE, {}))
 
 
 def error_response(

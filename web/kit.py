@@ -30,6 +30,7 @@ from vareon_runtime.auth import Principal, Role
 from vareon_runtime.errors import NotRegisteredError, UnavailableError
 
 from .context import current_context
+from .errors import answers
 from .permissions import current_principal, requires
 
 __all__ = ["TOTAL_COUNT_HEADER", "PageQuery", "ResourceDocs", "action_routes", "face", "page_reply", "resource_routes"]
@@ -154,7 +155,7 @@ def resource_routes(
             await face(kind).delete(ids[f"{noun}_id"], by=current_principal())  # type: ignore[attr-defined]
             return "", 204
 
-        blueprint.delete(one)(requires(write)(_named(delete_view, f"delete_{noun}", docs.delete)))
+        blueprint.delete(one)(requires(write)(answers(204, "deleted")(_named(delete_view, f"delete_{noun}", docs.delete))))
 
 
 
