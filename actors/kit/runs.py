@@ -64,7 +64,8 @@ class Outcome(Protocol):
 
 class RunLog:
     """A run's captured log: the tail of its lines, at most ``limit`` characters; each line is
-    also published on ``topic`` with the run's id. Appending never blocks."""
+    also published on ``topic`` with the run's id, but for a line :meth:`kept` only (what not
+    every reader of the topic may see). Appending never blocks."""
 
     def __init__(self, limit: int, bus: EventBus, topic: str, run_id: str) -> None:
         self.limit = limit
@@ -76,13 +77,17 @@ class RunLog:
         self.dropped = 0
 
     def __call__(self, line: str) -> None:
+        self._bus.publish(self._topic, {"runId": self._run_id, "line": self.kept(line)})
+
+    def kept(self, line: str) -> str:
+        """Append ``line`` to the run's record without publishing it; answer it as kept."""
         line = line.rstrip("\n")[: self.limit]
         self._lines.append(line)
         self._size += len(line) + 1
         while self._size > self.limit + 1 and len(self._lines) > 1:
             self._size -= len(self._lines.popleft()) + 1
             self.dropped += 1
-        self._bus.publish(self._topic, {"runId": self._run_id, "line": line})
+        return line
 
     @property
     def text(self) -> str | None:

@@ -143,7 +143,7 @@ class TaskRunWorker(RunWorker[TaskRunControl, ActionOutcome]):
         ctx = ActionContext(
             task_id=spec.id, run_id=control.run_id, registry=self.registry, bus=self.bus, log=self.log,
             started_process=self._started_process, outbound=self.outbound.guard,
-            reaches_internal=self.outbound.creator_reach(spec.created_by),
+            reaches_internal=self.outbound.creator_reach(spec.created_by), keep=self.log.kept,
         )  # fmt: skip
         outcome = await action.run(params, ctx)
         if not isinstance(outcome, ActionOutcome):

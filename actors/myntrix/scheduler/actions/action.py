@@ -73,7 +73,10 @@ class ActionContext:
     Attributes:
         task_id, run_id: the task and this run.
         registry, bus: the runtime's (the ``agent`` action finds the agents face through it).
-        log: appends one line to the run's captured log (bounded, never blocks).
+        log: appends one line to the run's captured log (bounded, never blocks) and publishes
+            it on the task's log topic, which every role may follow.
+        keep: appends one line to the run's log without publishing it: what only the task's
+            creator and admins may read (an ``api`` answer's body). None: :attr:`log`.
         started_process: notes the process group the action started (its leader's pid and
             creation time) on the run's row, so that the boot after a kill -9 of the runtime
             stops what the run left running; never blocks.
@@ -91,6 +94,11 @@ class ActionContext:
     started_process: Callable[[int, float | None], None] = lambda pid, create_time: None
     outbound: OutboundGuard = field(default_factory=OutboundGuard)
     reaches_internal: Callable[[], Awaitable[bool]] = _never
+    keep: Callable[[str], object] | None = None
+
+    def kept(self, line: str) -> None:
+        """Append ``line`` to the run's log, published only if the context has no :attr:`keep`."""
+        (self.keep or self.log)(line)
 
     def fail(self, reason: str) -> ActionOutcome:
         """Write ``reason`` to the run's log and answer a failed outcome carrying it."""

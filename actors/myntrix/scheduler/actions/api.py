@@ -179,7 +179,7 @@ class ApiAction(BaseAction):
         status = response.status_code
         ctx.log(f"answered {status} {response.reason_phrase} in {elapsed:.0f} ms")
         for line in head.splitlines():
-            ctx.log(line)
+            ctx.kept(line)  # the body is the creator's and admins' to read, not the topic's
         if params.expects(status):
             return ActionOutcome(ok=True, http_status=status)
         return ActionOutcome(

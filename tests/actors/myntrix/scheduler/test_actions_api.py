@@ -22,6 +22,7 @@ from actors.myntrix.scheduler.actions import (
     ActionOutcome,
     ApiParameters,
 )
+from actors.kit.runs import RunLog
 from vareon_runtime.bus import EventBus
 from vareon_runtime.errors import InvalidRequestError
 from vareon_runtime.registry import Registry
@@ -243,3 +244,26 @@ def test_a_refused_url_does_not_echo_its_password() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         ACTIONS.validate("api", {"url": "ftp://me:topsecret@example.com/"})
     assert "topsecret" not in caught.value.message and "topsecret" not in repr(caught.value.details)
+
+
+async def test_the_body_is_kept_in_the_run_but_not_published_on_the_log_topic(server: Server) -> None:
+    bus = EventBus()
+    topic = "task.t1.log"
+    subscription = bus.subscribe(topic)
+    log = RunLog(4096, bus, topic, "r1")
+    ctx = ActionContext(
+        task_id="t1", run_id="r1", registry=Registry(), bus=bus, log=log, keep=log.kept, reaches_internal=an_admins_task
+    )
+    with trio.fail_after(TIMEOUT):
+        outcome = await ACTIONS.action("api").run(ACTIONS.validate("api", {"url": server.url}), ctx)
+    assert outcome.ok
+    assert log.text is not None and log.text.endswith('{"ok": true}')  # the run's record has it
+    published = []
+    while True:
+        try:
+            published.append(subscription.receive_nowait())
+        except trio.WouldBlock:
+            break
+    lines = [event.data["line"] for event in published]  # type: ignore[union-attr]
+    assert lines[0] == f"GET {server.url}" and lines[1].startswith("answered 200 OK")
+    assert len(lines) == 2  # every role may follow the topic: no body on it
