@@ -7,8 +7,9 @@ name below is imported from its module when first asked for.
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from vareon_runtime.lazy import lazy_face as _lazy_face
 
 if typing.TYPE_CHECKING:
     from web.app import create_app as create_app
@@ -30,20 +31,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> typing.Any:
-    """The public ``name``, imported from its module now (and kept).
-
-    Raises:
-        AttributeError: ``name`` is not one of :data:`__all__`.
-    """
-    try:
-        home = _HOMES[name]
-    except KeyError:
-        raise AttributeError(f"module 'web' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_face(__name__, _HOMES, globals())
