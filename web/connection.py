@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import trio
-from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from quart import Response
 from quart.asgi import ASGIHTTPConnection
 from quart.signals import (
@@ -26,6 +26,7 @@ from vareon_runtime.auth import Principal
 
 from .context import EXTENSION as CONTEXT_EXTENSION
 from .errors import new_request_id
+from .exchange import Exchange
 from .permissions import caller_now
 from .uploads import UploadConnection
 
@@ -55,7 +56,8 @@ class VareonConnection(UploadConnection):
     the client leaving (the stream stops then) and bounded by `RESPONSE_TIMEOUT`. What this
     gives up: such a view is not cancelled if the client leaves while it runs; it finishes and
     its answer is dropped (views do not wait unbounded: an ask has a timeout). A body still
-    arriving takes Quart-Trio's path unchanged.
+    arriving takes Quart-Trio's path, through an :class:`~web.exchange.Exchange` (decision
+    0023: the connection is recycled or closed after the answer, an early answer closes it).
     """
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
@@ -65,16 +67,9 @@ class VareonConnection(UploadConnection):
         if first["type"] == "http.request" and not first.get("more_body", False):
             await self._serve_whole(first.get("body", b""), receive, send)
             return
-        replayed = False
-
-        async def replay() -> ASGIReceiveEvent:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return first
-
-        await super().__call__(replay, send)
+        # The body is still arriving: Quart-Trio's path, through an Exchange (decision 0023).
+        exchange = Exchange(self.scope, receive, send, first)
+        await super().__call__(exchange.receive, exchange.send)
 
     async def _serve_whole(
         self, data: bytes, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -89,28 +84,33 @@ class VareonConnection(UploadConnection):
         response = await self.app.handle_request(request)
         if isinstance(response, Response) and isinstance(response.response, DataBody):
             body = response.response
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": encode_headers(response.headers),
-                }
-            )
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": body.data[body.begin : body.end],
-                    "more_body": False,
-                }
-            )
+            try:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status_code,
+                        "headers": encode_headers(response.headers),
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body.data[body.begin : body.end],
+                        "more_body": False,
+                    }
+                )
+            except trio.BusyResourceError:
+                pass  # Hypercorn is closing the connection of a client that left (Exchange)
             return
         timeout = self.app.config["RESPONSE_TIMEOUT"]
         if isinstance(response, Response) and response.timeout is not Ellipsis:
             timeout = response.timeout
+        # Watching for the client leaving, which must not cancel Hypercorn's end of the response.
+        exchange = Exchange(self.scope, receive, send, body_done=True)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._cancel_on_disconnect, nursery.cancel_scope, receive)
+            nursery.start_soon(self._cancel_on_disconnect, nursery.cancel_scope, exchange.receive)
             with trio.move_on_after(math.inf if timeout is None else timeout):
-                await self._send_response(send, response)
+                await self._send_response(exchange.send, response)
             nursery.cancel_scope.cancel()
 
     async def _answer_directly(self, send: ASGISendCallable) -> bool:
@@ -145,18 +145,21 @@ class VareonConnection(UploadConnection):
         if type(model) is not route.model:
             return False  # declined (None), or not the declared shape: the view decides
         body = model.__pydantic_serializer__.to_json(model, **app.dump_options)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", new_request_id().encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"x-request-id", new_request_id().encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        except trio.BusyResourceError:
+            pass  # Hypercorn is closing the connection of a client that left (Exchange)
         return True
 
     async def _cancel_on_disconnect(
