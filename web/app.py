@@ -57,6 +57,7 @@ from .context import install_context
 from .connection import VareonConnection
 from .direct import VareonApp
 from .errors import install_error_handlers
+from .headers import add_security_headers
 from .errors import answers_of
 from .permissions import access_of, install_permissions, public
 from .schemas import ErrorResponse
@@ -224,6 +225,7 @@ def create_app(ctx: RuntimeContext) -> QuartTrio:
     )
     install_context(app, ctx)
     install_error_handlers(app)  # first: the request id exists before any other check
+    app.after_request(add_security_headers)
     app.before_request(_refuse_large_body)
     install_permissions(app)
 

@@ -26,6 +26,7 @@ from vareon_runtime.auth import Principal
 
 from .context import EXTENSION as CONTEXT_EXTENSION
 from .errors import new_request_id
+from .headers import JSON_HEADERS
 from .exchange import Exchange
 from .permissions import caller_now
 from .uploads import UploadConnection
@@ -154,6 +155,7 @@ class VareonConnection(UploadConnection):
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
                         (b"x-request-id", new_request_id().encode()),
+                        *JSON_HEADERS,
                     ],
                 }
             )
