@@ -14,6 +14,11 @@ authenticates right after ``auth_required`` and answers ``auth_ok`` (or ``auth_i
 waiting for an ``auth`` message. Anything but an ``auth`` message first, or nothing within
 :data:`AUTH_TIMEOUT` seconds, is ``auth_invalid`` and close.
 
+The sign-in must hold while the socket is open (:func:`closed_when_signed_out`): when its account
+is removed or disabled, or signed out (a new password, a lower role), the server sends
+``{"type": "auth_invalid", "message": "<why>; sign in again"}`` and closes with code 4001 at
+once, in the same step that makes the account's next request refused.
+
 Commands, after ``auth_ok``, carry an integer ``id`` greater than every id sent before on this
 connection (so the first can be 1); an id is used up once accepted, even when its command then
 fails. Everything the server says about a command echoes its id::
@@ -69,6 +74,8 @@ the socket closes every subscription it held.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -98,6 +105,7 @@ __all__ = [
     "UnsubscribeCommand",
     "authenticate_websocket",
     "blueprint",
+    "closed_when_signed_out",
     "may_subscribe",
 ]
 
@@ -280,6 +288,24 @@ async def authenticate_websocket(
         raise
     await websocket.send(_encode({"type": "auth_ok", "version": ctx.version}))
     return principal
+
+
+@asynccontextmanager
+async def closed_when_signed_out(ctx: RuntimeContext, principal: Principal) -> AsyncIterator[None]:
+    """Serve the socket inside the block while the caller's sign-in holds.
+
+    When the account is removed, disabled or signed out (``Auth.watch``), the block is
+    cancelled, the client is sent ``auth_invalid`` with the reason, and the socket is closed
+    with :data:`CLOSE_AUTH_FAILED`.
+    """
+    with trio.CancelScope() as scope, ctx.auth.watch(principal, scope.cancel) as watch:
+        yield
+    if watch.reason is not None:
+        log.info("closed a WebSocket of user %r: %s", principal.username, watch.reason)
+        await websocket.send(
+            _encode({"type": "auth_invalid", "message": f"{watch.reason}; sign in again"})
+        )
+        await websocket.close(CLOSE_AUTH_FAILED, watch.reason)
 
 
 async def _receive_auth_token(timeout: float) -> str:
@@ -489,7 +515,7 @@ async def api_websocket() -> None:
     except AuthenticationError:
         return
     outbound, outbound_queue = trio.open_memory_channel[str](OUTBOUND_QUEUE_SIZE)
-    async with trio.open_nursery() as nursery:
+    async with closed_when_signed_out(ctx, principal), trio.open_nursery() as nursery:
         connection = _Connection(ctx, principal, nursery, outbound)
         try:
             nursery.start_soon(_write_frames, outbound_queue)

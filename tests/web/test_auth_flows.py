@@ -1,4 +1,8 @@
-"""The auth flows a user goes through, over a live Hypercorn with httpx."""
+"""The auth flows a user goes through, over a live Hypercorn with httpx.
+
+Updated for decision 0025: ``test_repeated_failed_logins_get_429_with_retry_after`` now says
+whose failures refuse the right password (this address's, not the account's).
+"""
 
 from __future__ import annotations
 
@@ -143,10 +147,54 @@ async def test_repeated_failed_logins_get_429_with_retry_after(client: httpx.Asy
         wrong = await client.post("/api/token", json={"username": "eve", "password": "wrong guess"})
         assert wrong.status_code == 401
         assert error_of(wrong.json())["message"] == "incorrect username or password"
+    # This address guessed: it is refused, the right password included (for a client that never
+    # signed in as eve: see the known-client tests below).
     refused = await client.post("/api/token", json={"username": "eve", "password": PASSWORD})
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 120
-    assert error_of(refused.json())["code"] == "too_many_requests"
+    error = error_of(refused.json())
+    assert error["code"] == "too_many_requests"
+    assert str(error["message"]).startswith("too many failed sign-ins for this address")
+
+
+async def test_a_sign_in_sets_the_known_client_cookie(client: httpx.AsyncClient) -> None:
+    await _register(client, "gus")
+    response = await client.post("/api/token", json={"username": "gus", "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    cookie = response.headers["set-cookie"]
+    name, _, rest = cookie.partition("=")
+    value, _, attributes = rest.partition(";")
+    assert name == "vareon_client" and value.count(".") == 2  # a JWT, not the refresh token
+    assert value not in response.text
+    parts = {part.strip().split("=")[0].lower(): part.strip() for part in attributes.split(";")}
+    assert parts["path"] == "Path=/api/token"
+    assert parts["max-age"] == "Max-Age=7776000"  # 90 days
+    assert "httponly" in parts and parts["samesite"] == "SameSite=Strict"
+    assert "secure" not in parts  # served over plain HTTP here; set over HTTPS
+    # Refreshing does not touch it.
+    renewed = await client.post("/api/token/refresh", json={"refresh_token": response.json()["refresh_token"]})
+    assert "set-cookie" not in renewed.headers
+
+
+async def test_a_browser_that_signed_in_before_gets_in_while_strangers_lock_its_address(
+    base_url: str, client: httpx.AsyncClient
+) -> None:
+    # Strangers on the same address (a shared NAT here: everyone is 127.0.0.1) must not be able
+    # to keep the owner out (decision 0025). `client` plays the strangers: it never keeps cookies.
+    await _register(client, "hal")
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as browser:
+        first = await browser.post("/api/token", json={"username": "hal", "password": PASSWORD})
+        assert first.status_code == 200 and browser.cookies.get("vareon_client")
+        client.cookies.clear()
+        for _ in range(MAX_FAILURES):
+            wrong = await client.post("/api/token", json={"username": "hal", "password": "wrong guess"})
+            assert wrong.status_code == 401
+        stranger = await client.post("/api/token", json={"username": "hal", "password": PASSWORD})
+        assert stranger.status_code == 429
+        owner = await browser.post("/api/token", json={"username": "hal", "password": PASSWORD})
+        assert owner.status_code == 200, owner.text
+        me = await browser.get("/api/users/me", headers=_bearer(owner.json()))
+        assert me.json()["username"] == "hal"
 
 
 async def test_registering_a_taken_name_is_409(client: httpx.AsyncClient) -> None:

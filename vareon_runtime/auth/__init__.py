@@ -27,6 +27,7 @@ from vareon_runtime.auth.throttle import LoginThrottle as LoginThrottle
 from vareon_runtime.auth.throttle import address_key as address_key
 from vareon_runtime.auth.tokens import Tokens as Tokens
 from vareon_runtime.auth.tokens import load_signing_key as load_signing_key
+from vareon_runtime.auth.view import SignInWatch as SignInWatch
 from vareon_runtime.auth.view import UserEntry as UserEntry
 from vareon_runtime.auth.view import UserNotes as UserNotes
 from vareon_runtime.auth.view import UserView as UserView
@@ -43,6 +44,7 @@ __all__ = [
     "RateLimit",
     "RefreshTokenRecord",
     "Role",
+    "SignInWatch",
     "TokenPair",
     "Tokens",
     "User",

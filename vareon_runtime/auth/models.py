@@ -1,14 +1,14 @@
 """The auth tables: ``users`` and the ``refresh_tokens`` that rotate on every refresh.
 
 Both live on the kernel's :class:`~vareon_runtime.store.Base`; their migration is the kernel
-revision ``0002_auth``.
+revision ``0002_auth`` (``token_epoch``: ``0004_users_token_epoch``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vareon_runtime.clock import utcnow
@@ -37,6 +37,9 @@ class UserRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Every token of the account carries the epoch it was issued under; raising it ends every
+    # sign-in at once (a new password, a lower role, a deactivation: decision 0025).
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"UserRecord(id={self.id!r}, username={self.username!r}, role={self.role!r})"

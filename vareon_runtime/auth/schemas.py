@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from vareon_runtime.auth.roles import Role
 from vareon_runtime.errors import PermissionDeniedError
@@ -36,6 +36,9 @@ class TokenPair(BaseModel):
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
     """Seconds until the access token expires."""
+    client_token: str | None = Field(default=None, exclude=True, repr=False)
+    """A sign-in's known-client token, for the client to keep (the web front's cookie; never
+    in a body): its next sign-ins are counted apart from strangers' (decision 0025)."""
 
 
 class Principal(BaseModel):
@@ -46,6 +49,8 @@ class Principal(BaseModel):
     user_id: str
     username: str
     role: Role
+    epoch: int = 0
+    """The account's token epoch the caller was admitted under (decision 0025)."""
 
     def allows(self, required: Role) -> bool:
         """Return whether the caller's role covers ``required``."""

@@ -5,7 +5,9 @@ tokens live in the store, so a restart signs nobody out. In memory it keeps the 
 the registration limit, the cache of verified access tokens and :class:`UserView`, every
 account as it is now: every write to ``users`` goes through the view, so checking a caller
 (:meth:`Auth.authenticate`) costs no query and sees a disabled or removed account, or a new
-role, at the very next request (decision 0018).
+role, at the very next request (decision 0018). Every token carries the account's token epoch;
+a new password, a lower role or a deactivation raises it, which ends every sign-in of the
+account at once, open WebSockets included (:meth:`Auth.watch`, decision 0025).
 Verification mails go through the :class:`~vareon_runtime.auth.mail.Mailer`, which the runtime
 runs as a child of its own: a registration never waits for a mail server.
 """
@@ -16,11 +18,11 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from vareon_runtime.auth.mail import Mail, Mailer
@@ -35,9 +37,14 @@ from vareon_runtime.auth.ratelimit import RateLimit
 from vareon_runtime.auth.roles import Role
 from vareon_runtime.auth.schemas import Principal, TokenPair, User
 from vareon_runtime.auth.shown import shown
-from vareon_runtime.auth.throttle import LoginThrottle, address_key
+from vareon_runtime.auth.throttle import (
+    LoginThrottle,
+    address_key,
+    known_client_keys,
+    sign_in_keys,
+)
 from vareon_runtime.auth.tokens import IssuedRefresh, Tokens, load_signing_key
-from vareon_runtime.auth.view import UserNotes, UserView
+from vareon_runtime.auth.view import SignInWatch, UserNotes, UserView, sign_in_ended
 from vareon_runtime.clock import utcnow
 from vareon_runtime.config import Config
 from vareon_runtime.errors import (
@@ -72,7 +79,11 @@ _USERNAME_RE = re.compile(rf"[A-Za-z0-9_.-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 BAD_CREDENTIALS = "incorrect username or password"
 DISABLED_OR_REMOVED = "account disabled or removed; sign in again"
-_Rotation = Literal["ok", "unknown", "revoked", "reused", "inactive"]
+SIGNED_OUT = (
+    "this sign-in has ended (a new password, a lower role or a deactivation since); sign in again"
+)
+WRONG_CURRENT_PASSWORD = "current_password is not this account's password"
+_Rotation = Literal["ok", "unknown", "revoked", "reused", "inactive", "ended"]
 
 
 def check_username(username: str) -> str:
@@ -133,10 +144,58 @@ class _Account(BaseModel):
     username: str
     password_hash: str
     is_active: bool
+    token_epoch: int
 
 
 def _to_user(record: UserRecord) -> User:
     return User.model_validate(record)
+
+
+def _noted(notes: UserNotes, record: UserRecord) -> User:
+    """Note the account as ``record`` has it now, token epoch included; return it as a User."""
+    user = _to_user(record)
+    notes.saw(user, record.token_epoch)
+    return user
+
+
+def _end_sign_ins(session: Session, record: UserRecord) -> None:
+    """Raise the account's token epoch and revoke its refresh tokens: every sign-in ends."""
+    record.token_epoch += 1
+    session.execute(
+        update(RefreshTokenRecord)
+        .where(RefreshTokenRecord.user_id == record.id)
+        .values(revoked=True)
+    )
+
+
+def _other_active_admins(session: Session, user_id: str) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(UserRecord)
+        .where(
+            UserRecord.role == Role.ADMIN.value,
+            UserRecord.is_active.is_(True),
+            UserRecord.id != user_id,
+        )
+    ) or 0
+
+
+def _keep_an_admin(session: Session, record: UserRecord, doing: str, field: str) -> None:
+    """Refuse ``doing`` to ``record`` when it is the last active admin.
+
+    Raises:
+        ConflictError: it is (409; the message says what to do first).
+    """
+    if (
+        record.role == Role.ADMIN.value
+        and record.is_active
+        and _other_active_admins(session, record.id) == 0
+    ):
+        raise ConflictError(
+            f"{shown(record.username)} is the last active admin and cannot be {doing};"
+            " make another user an admin first",
+            details={"field": field},
+        )
 
 
 def _by_username(session: Session, username: str) -> UserRecord | None:
@@ -286,43 +345,98 @@ class Auth:
 
         return await self.store.read(fetch)
 
+    async def list_users(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        role: Role | None = None,
+        is_active: bool | None = None,
+    ) -> tuple[list[User], int]:
+        """A page of the accounts, oldest first, read from the database; and how many match.
+
+        Args:
+            role, is_active: only the accounts with this role, or this active flag.
+        """
+        conditions = []
+        if role is not None:
+            conditions.append(UserRecord.role == _role(role).value)
+        if is_active is not None:
+            conditions.append(UserRecord.is_active.is_(is_active))
+
+        def fetch(session: Session) -> tuple[list[User], int]:
+            total = session.scalar(
+                select(func.count()).select_from(UserRecord).where(*conditions)
+            )
+            records = session.scalars(
+                select(UserRecord)
+                .where(*conditions)
+                .order_by(UserRecord.created_at, UserRecord.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [_to_user(record) for record in records], total or 0
+
+        return await self.store.read(fetch)
+
     async def update_user(
-        self, user_id: str, *, role: Role | None = None, is_active: bool | None = None
+        self,
+        user_id: str,
+        *,
+        role: Role | None = None,
+        is_active: bool | None = None,
+        by: str | None = None,
     ) -> User:
         """Change a user's role or active flag; the next request of the user sees it.
 
-        A disabled account's tokens are refused from the next request on (401), and its refresh
-        tokens no longer refresh; enabling it again lets it sign in again.
+        A lower role or a deactivation ends every sign-in of the user at once (its token epoch
+        is raised: its access and refresh tokens are refused, its WebSockets closed); once
+        enabled again, the user signs in again. A higher role applies to the tokens it holds.
+
+        Args:
+            by: who asks (an admin's name, for the log).
 
         Raises:
             InvalidRequestError: ``role`` is not a role.
             NotFoundError: there is no such user.
+            ConflictError: the user is the last active admin and would no longer be one.
         """
         new_role = None if role is None else _role(role)
 
-        def change(session: Session, notes: UserNotes) -> User:
+        def change(session: Session, notes: UserNotes) -> tuple[User, Role, bool, bool]:
             record = session.get(UserRecord, user_id)
             if record is None:
                 raise NotFoundError(f"no user with id {user_id!r}")
-            if new_role is not None:
-                record.role = new_role.value
-            if is_active is not None:
-                record.is_active = is_active
-            user = _to_user(record)
-            notes.saw(user)
-            return user
+            old_role, was_active = Role(record.role), record.is_active
+            role_after = old_role if new_role is None else new_role
+            active_after = was_active if is_active is None else is_active
+            if role_after is not Role.ADMIN:
+                _keep_an_admin(session, record, f"made {role_after.value}", "role")
+            if not active_after:
+                _keep_an_admin(session, record, "deactivated", "is_active")
+            record.role = role_after.value
+            record.is_active = active_after
+            ended = (was_active and not active_after) or role_after.rank < old_role.rank
+            if ended:
+                _end_sign_ins(session, record)
+            return _noted(notes, record), old_role, was_active, ended
 
-        user = await self.users.write(change)
+        user, old_role, was_active, ended = await self.users.write(change)
         logger.info(
-            "%s is now %s%s", user.username, user.role.value, "" if user.is_active else ", disabled"
+            "%s changed the user %r (id %s): role %s -> %s, active %s -> %s%s",
+            _who(by),
+            user.username,
+            user.id,
+            old_role.value,
+            user.role.value,
+            was_active,
+            user.is_active,
+            "; its sign-ins are ended" if ended else "",
         )
         return user
 
     async def set_password(self, user_id: str, password: str) -> User:
-        """Replace a user's password and end every sign-in of the user.
-
-        Its refresh tokens are revoked, so other sessions end at their next refresh (access
-        tokens live out their ``access_token_ttl``).
+        """Replace a user's password and end every sign-in of the user at once.
 
         Raises:
             InvalidRequestError: the password breaks the rules.
@@ -336,30 +450,95 @@ class Auth:
             if record is None:
                 raise NotFoundError(f"no user with id {user_id!r}")
             record.password_hash = password_hash
-            session.execute(
-                update(RefreshTokenRecord)
-                .where(RefreshTokenRecord.user_id == user_id)
-                .values(revoked=True)
-            )
-            user = _to_user(record)
-            notes.saw(user)
-            return user
+            _end_sign_ins(session, record)
+            return _noted(notes, record)
 
         user = await self.users.write(change)
-        logger.info("changed the password of %s; its sign-ins are revoked", user.username)
+        logger.info("changed the password of %r; its sign-ins are ended", user.username)
         return user
 
-    async def delete_user(self, user_id: str) -> None:
+    async def change_password(
+        self,
+        user_id: str,
+        current_password: str,
+        new_password: str,
+        client: str | None,
+    ) -> TokenPair:
+        """The user's own change of password: every other sign-in ends, the caller's goes on.
+
+        The current password is checked and throttled as a sign-in from ``client`` would be (a
+        stolen access token must not be a way to guess the password).
+
+        Returns:
+            A fresh token pair (and known-client token) for the caller, under the new epoch.
+
+        Raises:
+            InvalidRequestError: the new password breaks the rules or is the current one, or
+                the current password is wrong (``details.field`` says which).
+            TooManyRequestsError: too many wrong passwords from this address lately.
+            AuthenticationError: the account is disabled or removed.
+        """
+        check_password(new_password)
+        if new_password == current_password:
+            raise InvalidRequestError(
+                "new_password is the current password; choose another",
+                details={"field": "new_password"},
+            )
+
+        def fetch(session: Session) -> _Account | None:
+            record = session.get(UserRecord, user_id)
+            return None if record is None else _account(record)
+
+        account = await self.store.read(fetch)
+        if account is None or not account.is_active:
+            raise AuthenticationError(DISABLED_OR_REMOVED)
+        keys = sign_in_keys(account.username, client)
+        async with self.throttle.attempt(keys):
+            if not await self.passwords.verify(account.password_hash, current_password):
+                self.throttle.failed(keys)
+                logger.info(
+                    "wrong current password for %r from %s", account.username, client
+                )
+                raise InvalidRequestError(
+                    WRONG_CURRENT_PASSWORD, details={"field": "current_password"}
+                )
+            self.throttle.succeeded(keys)
+        password_hash = await self.passwords.hash(new_password)
+
+        def change(session: Session, notes: UserNotes) -> tuple[User, int, IssuedRefresh] | None:
+            record = session.get(UserRecord, user_id)
+            if record is None:
+                notes.removed(user_id)
+                return None
+            if not record.is_active or record.token_epoch != account.token_epoch:
+                _noted(notes, record)  # disabled, or signed out, since the check
+                return None
+            record.password_hash = password_hash
+            _end_sign_ins(session, record)
+            refresh = self.tokens.issue_refresh(user_id, epoch=record.token_epoch)
+            session.add(_refresh_record(refresh, user_id))
+            return _noted(notes, record), record.token_epoch, refresh
+
+        changed = await self.users.write(change)
+        if changed is None:
+            raise AuthenticationError(SIGNED_OUT)
+        user, epoch, refresh = changed
+        logger.info("%r changed its password; its other sign-ins are ended", user.username)
+        return self._pair(user, epoch, refresh)
+
+    async def delete_user(self, user_id: str, *, by: str | None = None) -> None:
         """Remove a user and its refresh tokens; its tokens are refused from the next request.
 
         Raises:
             NotFoundError: there is no such user.
+            ConflictError: it is the last active admin.
         """
 
         def remove(session: Session, notes: UserNotes) -> str:
             record = session.get(UserRecord, user_id)
             if record is None:
                 raise NotFoundError(f"no user with id {user_id!r}")
+            _keep_an_admin(session, record, "removed", "id")
             username = record.username
             session.execute(delete(RefreshTokenRecord).where(RefreshTokenRecord.user_id == user_id))
             session.delete(record)
@@ -367,7 +546,7 @@ class Auth:
             return username
 
         username = await self.users.write(remove)
-        logger.info("removed the user %s", username)
+        logger.info("%s removed the user %r (id %s)", _who(by), username, user_id)
 
     async def ensure_bootstrap_admin(self) -> User | None:
         """Create ``[auth] bootstrap_admin`` as an admin unless an account of that name exists.
@@ -428,37 +607,56 @@ class Auth:
 
     # -- sign-in ----------------------------------------------------------------------------
 
-    async def login(self, username: str, password: str, client: str | None) -> TokenPair:
+    async def login(
+        self,
+        username: str,
+        password: str,
+        client: str | None,
+        *,
+        known_client: str | None = None,
+    ) -> TokenPair:
         """Check a username and password; return a fresh access and refresh token.
 
         Args:
-            client: the caller's address, throttled beside the username (None: username only).
+            client: the caller's address (None: no IP address, counted as one source).
+            known_client: the known-client token the caller kept from an earlier sign-in (its
+                cookie). One issued for this account under its current token epoch counts the
+                attempt under that client alone: strangers' failures neither refuse nor slow
+                it. Anything else is ignored (an unknown client).
+
+        Returns:
+            The pair, with a new known-client token for the caller to keep
+            (``TokenPair.client_token``, never in a body).
 
         Raises:
-            TooManyRequestsError: too many recent failures for the username or the address.
+            TooManyRequestsError: too many recent failures from the address, or for this user
+                from it (or from this known client).
             AuthenticationError: "incorrect username or password", whether the user is unknown,
                 the password wrong or the account disabled.
         """
-        keys = [f"user:{username[:USERNAME_MAX + 1]}"]
-        if client:
-            keys.append(f"addr:{address_key(client)}")
+        client_id = self._known_client(known_client, username)
+        keys = known_client_keys(client_id) if client_id else sign_in_keys(username, client)
         # One attempt in flight per key: its failure is counted before the next is checked.
         async with self.throttle.attempt(keys):
-            account = await self._check_password(username, password, client, keys)
+            account = await self._check_password(
+                username, password, client, keys, known=client_id is not None
+            )
 
         new_hash: str | None = None
         if self.passwords.needs_rehash(account.password_hash):
             new_hash = await self.passwords.hash(password)
-        refresh = self.tokens.issue_refresh(account.id)
         account_id = account.id
 
-        def record_login(session: Session, notes: UserNotes) -> User | None:
+        def record_login(
+            session: Session, notes: UserNotes
+        ) -> tuple[User, int, IssuedRefresh] | None:
             user = session.get(UserRecord, account_id)
             if user is None:
                 notes.removed(account_id)
                 return None
-            if not user.is_active:
-                notes.saw(_to_user(user))
+            if not user.is_active or user.token_epoch != account.token_epoch:
+                # Disabled, or a new password (or role) since the check.
+                _noted(notes, user)
                 return None
             now = utcnow()
             user.last_login_at = now
@@ -470,33 +668,47 @@ class Auth:
                     RefreshTokenRecord.expires_at < now,
                 )
             )
+            refresh = self.tokens.issue_refresh(account_id, epoch=user.token_epoch)
             session.add(_refresh_record(refresh, account_id))
-            shown_user = _to_user(user)
-            notes.saw(shown_user)
-            return shown_user
+            return _noted(notes, user), user.token_epoch, refresh
 
-        user = await self.users.write(record_login)
-        if user is None:  # disabled or removed between the check and now
+        signed_in = await self.users.write(record_login)
+        if signed_in is None:  # disabled, removed or signed out between the check and now
             raise AuthenticationError(BAD_CREDENTIALS)
+        user, epoch, refresh = signed_in
         if new_hash is not None:
-            logger.info("rehashed the password of %s with the current parameters", user.username)
-        return self._pair(user, refresh)
+            logger.info("rehashed the password of %r with the current parameters", user.username)
+        return self._pair(user, epoch, refresh)
+
+    def _known_client(self, token: str | None, username: str) -> str | None:
+        """The id of ``token`` if it names a known client of ``username`` that may sign in as
+        one now; None for an unknown client (no token, another account's, an old epoch, or a
+        client locked by its own failures)."""
+        if not token:
+            return None
+        try:
+            claims = self.tokens.decode(token, "client")
+        except AuthenticationError:
+            return None
+        entry = self.users.known(str(claims["sub"]))
+        if entry is None or entry.user is None or entry.user.username != username:
+            return None
+        epoch = claims.get("ep")
+        if not isinstance(epoch, int) or sign_in_ended(entry, epoch) is not None:
+            return None
+        client_id = str(claims["jti"])
+        if self.throttle.locked(known_client_keys(client_id)[0]):
+            return None  # it guessed too: it signs in as an unknown client would
+        return client_id
 
     async def _check_password(
-        self, username: str, password: str, client: str | None, keys: list[str]
+        self, username: str, password: str, client: str | None, keys: list[str], *, known: bool
     ) -> _Account:
         """Check the password of ``username`` and count the outcome on the throttle's keys."""
 
         def fetch(session: Session) -> _Account | None:
             record = _by_username(session, username)
-            if record is None:
-                return None
-            return _Account(
-                id=record.id,
-                username=record.username,
-                password_hash=record.password_hash,
-                is_active=record.is_active,
-            )
+            return None if record is None else _account(record)
 
         account = await self.store.read(fetch)
         if account is None:
@@ -508,9 +720,14 @@ class Auth:
             ok = ok and account.is_active
         if not ok or account is None:
             self.throttle.failed(keys)
-            logger.info("failed sign-in for %r from %s", username[:USERNAME_MAX + 1], client)
+            logger.info(
+                "failed sign-in for %r from %s%s",
+                username[:USERNAME_MAX + 1],
+                client,
+                " (a known client)" if known else "",
+            )
             raise AuthenticationError(BAD_CREDENTIALS)
-        self.throttle.succeeded(keys[0])
+        self.throttle.succeeded(keys)
         return account
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -520,21 +737,31 @@ class Auth:
         sign-in (it must have leaked).
 
         Raises:
-            AuthenticationError: the token is expired, invalid, used or revoked, or its account
-                is disabled or removed.
+            AuthenticationError: the token is expired, invalid, used or revoked, its sign-in
+                ended (another token epoch), or its account is disabled or removed.
         """
         claims = self.tokens.decode(refresh_token, "refresh")
         jti: str = claims["jti"]
         user_id: str = claims["sub"]
         family = claims.get("fam")
-        if not isinstance(family, str):
+        epoch = claims.get("ep", 0)  # tokens issued before epochs existed: epoch 0
+        if not isinstance(family, str) or not isinstance(epoch, int):
             raise AuthenticationError("invalid token")
-        issued = self.tokens.issue_refresh(user_id, family=family)
+        issued = self.tokens.issue_refresh(user_id, epoch=epoch, family=family)
 
         def rotate(session: Session, notes: UserNotes) -> tuple[_Rotation, User | None]:
             row = session.get(RefreshTokenRecord, jti)
             if row is None or row.user_id != user_id:
                 return "unknown", None
+            record = session.get(UserRecord, user_id)
+            if record is None:
+                notes.removed(user_id)
+                return "inactive", None
+            user = _noted(notes, record)  # read in the writer: keeps the view current
+            if not user.is_active:
+                return "inactive", None
+            if record.token_epoch != epoch:
+                return "ended", None
             if row.revoked:
                 return "revoked", None
             if row.used_at is not None:
@@ -545,21 +772,13 @@ class Auth:
                 )
                 return "reused", None
             row.used_at = utcnow()
-            record = session.get(UserRecord, user_id)
-            if record is None:
-                notes.removed(user_id)
-                return "inactive", None
-            user = _to_user(record)
-            notes.saw(user)  # read in the writer: keeps the view current for this account
-            if not user.is_active:
-                return "inactive", None
             session.add(_refresh_record(issued, user_id))
             return "ok", user
 
         # The revocation must commit, so refusals are raised here rather than inside rotate.
         outcome, user = await self.users.write(rotate)
         if outcome == "ok" and user is not None:
-            return self._pair(user, issued)
+            return self._pair(user, epoch, issued)
         if outcome == "reused":
             logger.warning(
                 "a used refresh token of user %s was presented again; its sign-in is revoked",
@@ -572,24 +791,30 @@ class Auth:
             raise AuthenticationError("refresh token revoked; sign in again")
         if outcome == "inactive":
             raise AuthenticationError(DISABLED_OR_REMOVED)
+        if outcome == "ended":
+            raise AuthenticationError(SIGNED_OUT)
         raise AuthenticationError("invalid token")
 
     async def authenticate(self, token: str) -> Principal:
         """Return the caller of an access token as its account is now.
 
         The token proves who it was issued to; the users view says whether that account still
-        exists and is active, and with which role, so a change made through this service
-        applies to the very next request. No query once the account is in the view.
+        exists and is active, with which role, and whether the token's sign-in still holds
+        (its token epoch is the account's), so a change made through this service applies to
+        the very next request. No query once the account is in the view.
 
         Raises:
-            AuthenticationError: the token is expired or invalid, or its account is disabled
-                or removed.
+            AuthenticationError: the token is expired or invalid, its account is disabled or
+                removed, or its sign-in has ended.
             StoreError: the account was not in the view and the store failed to read it.
         """
-        user_id = self.tokens.verify_access(token).user_id
-        principal = (await self.users.entry(user_id)).principal
+        claimed = self.tokens.verify_access(token)
+        entry = await self.users.entry(claimed.user_id)
+        principal = entry.principal
         if principal is None:
             raise AuthenticationError(DISABLED_OR_REMOVED)
+        if entry.epoch != claimed.epoch:
+            raise AuthenticationError(SIGNED_OUT)
         return principal
 
     def authenticate_now(self, token: str) -> Principal | None:
@@ -600,11 +825,22 @@ class Auth:
             must be read first (:meth:`authenticate` then gives the answer or the error).
         """
         try:
-            user_id = self.tokens.verify_access(token).user_id
+            claimed = self.tokens.verify_access(token)
         except AuthenticationError:
             return None
-        entry = self.users.known(user_id)
-        return None if entry is None else entry.principal
+        entry = self.users.known(claimed.user_id)
+        if entry is None or entry.epoch != claimed.epoch:
+            return None
+        return entry.principal
+
+    def watch(self, principal: Principal, on_end: Callable[[], None]) -> SignInWatch:
+        """Hold the sign-in of an open connection (a WebSocket) until it ends.
+
+        ``on_end`` is called once, synchronously, when the account is removed, disabled, or
+        signed out (a new password, a lower role): in the same step that makes later requests
+        refused, or at once if that happened already. Use the watch as a context manager.
+        """
+        return self.users.watch(principal, on_end)
 
     def verify_access_token(self, token: str) -> Principal:
         """Return the caller named by an access token, from the token alone (cached).
@@ -618,12 +854,13 @@ class Auth:
         """
         return self.tokens.verify_access(token)
 
-    def _pair(self, user: User, refresh: IssuedRefresh) -> TokenPair:
-        access = self.tokens.issue_access(user.id, user.username, user.role)
+    def _pair(self, user: User, epoch: int, refresh: IssuedRefresh) -> TokenPair:
+        access = self.tokens.issue_access(user.id, user.username, user.role, epoch=epoch)
         return TokenPair(
             access_token=access,
             refresh_token=refresh.token,
             expires_in=self.tokens.access_ttl,
+            client_token=self.tokens.issue_client(user.id, user.username, epoch=epoch),
         )
 
     # -- email verification -----------------------------------------------------------------
@@ -655,9 +892,7 @@ class Auth:
             if record is None or record.email is None or record.email != email:
                 return None
             record.email_verified = True
-            user = _to_user(record)
-            notes.saw(user)
-            return user
+            return _noted(notes, record)
 
         user = await self.users.write(mark)
         if user is None:
@@ -679,9 +914,7 @@ class Auth:
             if record is None:
                 raise NotFoundError(f"no user named {username!r}")
             record.email_verified = True
-            user = _to_user(record)
-            notes.saw(user)
-            return user
+            return _noted(notes, record)
 
         return await self.users.write(mark)
 
@@ -761,14 +994,13 @@ class Auth:
                 role=role.value,
                 email_verified=verified,
                 is_active=True,
+                token_epoch=0,
                 created_at=now,
                 updated_at=now,
             )
             session.add(record)
             session.flush()
-            user = _to_user(record)
-            notes.saw(user)
-            return user
+            return _noted(notes, record)
 
         return await self.users.write(insert)
 
@@ -792,6 +1024,20 @@ def _refresh_record(issued: IssuedRefresh, user_id: str) -> RefreshTokenRecord:
         expires_at=issued.expires_at,
         revoked=False,
     )
+
+
+def _account(record: UserRecord) -> _Account:
+    return _Account(
+        id=record.id,
+        username=record.username,
+        password_hash=record.password_hash,
+        is_active=record.is_active,
+        token_epoch=record.token_epoch,
+    )
+
+
+def _who(by: str | None) -> str:
+    return "an admin" if by is None else f"the admin {by!r}"
 
 
 def _existing(user: User | None, user_id: str) -> User:

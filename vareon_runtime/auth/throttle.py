@@ -1,21 +1,33 @@
-"""Failed-login throttle: slow down, then refuse, per username and per client address.
+"""Failed-login throttle: refuse a guessing source, slow a guessed account, never lock its owner.
 
-Every failed login counts against each of its keys (``user:<name>``, ``addr:<address>``; an IPv6
-address counts as its /64, see :func:`address_key`). The next attempt on a key with recent
-failures waits ``base_delay * 2**(failures-1)`` seconds (at most ``max_delay``) before its
-password is even checked; the wait is a ``trio.sleep``, so the server keeps answering everyone
-else. ``max_failures`` failures within ``lockout`` seconds lock the key for ``lockout`` seconds:
-attempts are refused at once with ``TooManyRequestsError`` and its ``retry_after``. A successful
-login clears the username's count (not the address's: one valid account must not launder an
-address that is guessing others' passwords).
+Who is counted (decision 0025, after OWASP's "slow down online guessing attacks with device
+cookies"; :func:`sign_in_keys`):
+
+- An **unknown client** (no known-client token for the account) is counted under three keys:
+  ``addr:<address>`` (an IPv6 address counts as its /64, see :func:`address_key`),
+  ``pair:<address>|<username>`` and ``user:<username>``. ``max_failures`` failures within
+  ``lockout`` seconds lock an ``addr:`` or ``pair:`` key for ``lockout`` seconds: attempts on it
+  are refused at once with ``TooManyRequestsError`` and its ``retry_after``. A ``user:`` key is
+  never locked: its failures only slow the next attempt. So a stranger locks only its own
+  address, and strangers everywhere can only make the account's unknown clients slower.
+- A **known client** (a browser that signed in as this account before, under its current token
+  epoch) is counted under ``client:<token id>`` alone: strangers' failures on the account or the
+  client's address never refuse nor slow it. Its own ``max_failures`` failures lock that key;
+  it then signs in as an unknown client would (:meth:`LoginThrottle.locked`).
+
+The next attempt on keys with recent failures waits ``base_delay * 2**(failures-1)`` seconds (at
+most ``max_delay``; the largest over its keys) before its password is even checked; the wait is
+a ``trio.sleep``, so the server keeps answering everyone else. A successful sign-in clears its
+``pair:`` (or ``client:``) key, not the address (one valid account must not launder an address
+that is guessing others' passwords) nor the account's slow-down (the owner signing in must not
+reset it for the guesser).
 
 An attempt runs inside :meth:`LoginThrottle.attempt`, which lets one attempt at a time be in
 flight on each key: the next one on that key starts after the previous one's outcome is counted.
 Without that, fifty guesses sent at once would all pass the check before the first failure was
-counted, and all fifty passwords would be checked against a limit of five.
-
-A lock on a username also refuses its rightful owner: that is the price of stopping a guessing
-attack spread over many addresses, and why the lock is temporary.
+counted, and all fifty passwords would be checked against a limit of five. On a ``user:`` key
+this also bounds the guesses at an account from any number of addresses: one at a time, each
+waiting up to ``max_delay``.
 
 Time is ``trio.current_time()``, so tests run on ``autojump_clock``. Memory is bounded: at most
 ``max_keys`` keys are remembered, and keys with nothing recent to remember go first.
@@ -35,9 +47,18 @@ import trio
 from vareon_runtime.checks import check_counts, check_seconds
 from vareon_runtime.errors import TooManyRequestsError
 
-__all__ = ["LoginThrottle", "address_key"]
+__all__ = ["LOCAL", "LoginThrottle", "address_key", "known_client_keys", "sign_in_keys"]
 
 logger = logging.getLogger("vareon.auth")
+
+LOCAL = "local"
+"""The address of a client without an IP address (a Unix socket): all of them are one source."""
+
+_SLOW_ONLY = "user:"
+_CLEARED_BY_SUCCESS = ("pair:", "client:")
+# Failures remembered per key at most: enough to reach any delay and any lock. A `user:` key is
+# never cleared by a lock, so its count must not grow with a long attack.
+_MIN_REMEMBERED = 64
 
 
 def address_key(address: str) -> str:
@@ -60,11 +81,29 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
+def sign_in_keys(username: str, client: str | None) -> list[str]:
+    """The keys an attempt from an unknown client is counted under.
+
+    Args:
+        username: as the client sent it (cut to 65 characters: no account has a longer name).
+        client: the client's address; None (no IP address) counts as :data:`LOCAL`.
+    """
+    name = username[:65]
+    address = LOCAL if not client else address_key(client)
+    # The address first: it never holds "|", so the pair key cannot be forged by a username.
+    return [f"addr:{address}", f"pair:{address}|{name}", f"{_SLOW_ONLY}{name}"]
+
+
+def known_client_keys(client_id: str) -> list[str]:
+    """The key an attempt from a known client is counted under: its known-client token's id."""
+    return [f"client:{client_id}"]
+
+
 class _Entry:
     __slots__ = ("failures", "locked_until")
 
-    def __init__(self) -> None:
-        self.failures: deque[float] = deque()
+    def __init__(self, remembered: int) -> None:
+        self.failures: deque[float] = deque(maxlen=remembered)
         self.locked_until: float | None = None
 
 
@@ -77,7 +116,7 @@ class _Turn:
 
 
 class LoginThrottle:
-    """Count failed logins per key; delay, then lock.
+    """Count failed logins per key; delay, then lock (except ``user:`` keys, which only delay).
 
     Args:
         max_failures: failures within ``lockout`` seconds that lock a key.
@@ -103,6 +142,7 @@ class LoginThrottle:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_keys = max_keys
+        self._remembered = max(max_failures, _MIN_REMEMBERED)
         # Least recently touched first.
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         # The attempt in flight per key, and how many wait for it; gone when none do.
@@ -182,32 +222,51 @@ class LoginThrottle:
                 delay = max(delay, self._delay(len(entry.failures)))
         return delay
 
+    def locked(self, key: str) -> bool:
+        """Whether ``key`` is locked now (a known client then signs in as an unknown one)."""
+        entry = self._entries.get(key)
+        return (
+            entry is not None
+            and entry.locked_until is not None
+            and entry.locked_until > trio.current_time()
+        )
+
     def failed(self, keys: Sequence[str]) -> None:
-        """Count one failed attempt against each key, locking those that reach the limit."""
+        """Count one failed attempt against each key, locking those that reach the limit
+        (``user:`` keys are only slowed)."""
         now = trio.current_time()
         for key in keys:
             entry = self._entries.get(key)
             if entry is None:
-                entry = self._entries[key] = _Entry()
+                entry = self._entries[key] = _Entry(self._remembered)
             else:
                 self._entries.move_to_end(key)
             self._expire(entry, now)
             entry.failures.append(now)
-            if len(entry.failures) >= self.max_failures:
+            if len(entry.failures) >= self.max_failures and not key.startswith(_SLOW_ONLY):
                 entry.locked_until = now + self.lockout
                 entry.failures.clear()
                 logger.warning(
                     "sign-in locked for %.0f s after %d failures: %s",
                     self.lockout,
                     self.max_failures,
-                    key,
+                    _logged(key),
                 )
         if len(self._entries) > self.max_keys:
             self._shrink(now)
 
-    def succeeded(self, key: str) -> None:
-        """Forget the failures of ``key`` (the username of a successful login)."""
-        self._entries.pop(key, None)
+    def succeeded(self, keys: Sequence[str]) -> None:
+        """Forget the failures of a successful sign-in's ``pair:`` or ``client:`` key.
+
+        Its address keeps its count (a valid account must not launder an address guessing
+        others' passwords), and so does its ``user:`` key (the owner's success must not reset
+        the slow-down for whoever else guesses).
+        """
+        if isinstance(keys, str):
+            raise TypeError(f"succeeded() takes the attempt's list of keys, not the string {keys!r}")
+        for key in keys:
+            if key.startswith(_CLEARED_BY_SUCCESS):
+                self._entries.pop(key, None)
 
     def _delay(self, failures: int) -> float:
         return min(self.max_delay, self.base_delay * 2 ** (failures - 1))
@@ -231,5 +290,18 @@ class LoginThrottle:
             self._entries.popitem(last=False)
 
 
+def _logged(key: str) -> str:
+    # The username came from the client: repr() escapes what would forge a log line. A known
+    # client is not named by its token's id.
+    if key.startswith("client:"):
+        return "a known client"
+    kind, _, rest = key.partition(":")
+    return f"{kind}:{rest!r}"
+
+
 def _what(key: str) -> str:
-    return "address" if key.startswith("addr:") else "user"
+    if key.startswith("addr:"):
+        return "address"
+    if key.startswith("pair:"):
+        return "user from this address"
+    return "client"

@@ -1,4 +1,5 @@
-"""JSON Web Tokens (HS256): access, refresh and email verification tokens, and their key.
+"""JSON Web Tokens (HS256): access, refresh, known-client and email verification tokens, and
+their key.
 
 The key is ``[auth] jwt_secret`` when set, else a random key generated once into
 ``<data_dir>/secrets/jwt.key`` (mode 0600, directory 0700) and reused by every later start.
@@ -7,6 +8,12 @@ Neither the key nor a token is ever logged.
 Checking an access token is on the path of every request, so verified tokens are kept in a
 bounded LRU cache keyed by the token string: a hit costs a dict lookup and a clock read. A
 cached token still expires at its ``exp``.
+
+Access and refresh tokens carry the account's token epoch (``ep``) they were issued under: the
+auth service refuses a token whose epoch is not the account's current one, so raising the epoch
+ends every sign-in at once. A known-client token (``client``) is what a browser keeps after a
+successful sign-in; it admits nothing by itself, it only tells the login throttle that this
+client signed in as that user before (decision 0025).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from vareon_runtime.errors import AuthenticationError, ConfigError
 
 __all__ = [
     "ALGORITHM",
+    "CLIENT_TTL",
     "KEY_FILE",
     "VERIFY_TTL",
     "IssuedRefresh",
@@ -44,7 +52,9 @@ logger = logging.getLogger("vareon.auth")
 ALGORITHM = "HS256"
 KEY_FILE = Path("secrets") / "jwt.key"
 VERIFY_TTL = 48 * 3600
-TokenKind = Literal["access", "refresh", "verify"]
+CLIENT_TTL = 90 * 24 * 3600
+"""Seconds a known-client token lives; each successful sign-in from the client renews it."""
+TokenKind = Literal["access", "refresh", "verify", "client"]
 
 _REQUIRED = ["exp", "iat", "sub", "jti", "type"]
 
@@ -117,6 +127,7 @@ class Tokens:
         access_ttl: seconds an access token lives.
         refresh_ttl: seconds a refresh token lives.
         verify_ttl: seconds an email verification token lives.
+        client_ttl: seconds a known-client token lives.
         cache_size: verified access tokens remembered.
     """
 
@@ -127,6 +138,7 @@ class Tokens:
         access_ttl: int,
         refresh_ttl: int,
         verify_ttl: int = VERIFY_TTL,
+        client_ttl: int = CLIENT_TTL,
         cache_size: int = 4096,
     ) -> None:
         check_counts({"cache_size": cache_size})
@@ -134,6 +146,7 @@ class Tokens:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.verify_ttl = verify_ttl
+        self.client_ttl = client_ttl
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -141,29 +154,46 @@ class Tokens:
         return f"Tokens(access_ttl={self.access_ttl}, refresh_ttl={self.refresh_ttl})"
 
     def issue_access(
-        self, user_id: str, username: str, role: Role, *, now: float | None = None
+        self,
+        user_id: str,
+        username: str,
+        role: Role,
+        *,
+        epoch: int = 0,
+        now: float | None = None,
     ) -> str:
         """Return a signed access token.
 
         Args:
+            epoch: the account's token epoch (``ep``).
             now: issue time in seconds since the epoch (default: now), for tests and tools.
         """
         return self._encode(
-            {"sub": user_id, "name": username, "role": role.value},
+            {"sub": user_id, "name": username, "role": role.value, "ep": epoch},
             "access",
             self.access_ttl,
             now,
         )
 
     def issue_refresh(
-        self, user_id: str, *, family: str | None = None, now: float | None = None
+        self,
+        user_id: str,
+        *,
+        epoch: int = 0,
+        family: str | None = None,
+        now: float | None = None,
     ) -> IssuedRefresh:
-        """Return a refresh token, new in ``family`` (a new family when None)."""
+        """Return a refresh token under the account's token ``epoch``, new in ``family`` (a
+        new family when None)."""
         family = family or secrets.token_hex(16)
         jti = secrets.token_hex(16)
         issued = time.time() if now is None else now
         token = self._encode(
-            {"sub": user_id, "fam": family}, "refresh", self.refresh_ttl, issued, jti=jti
+            {"sub": user_id, "fam": family, "ep": epoch},
+            "refresh",
+            self.refresh_ttl,
+            issued,
+            jti=jti,
         )
         expires_at = datetime.fromtimestamp(int(issued) + self.refresh_ttl, tz=timezone.utc)
         return IssuedRefresh(token=token, jti=jti, family=family, expires_at=expires_at)
@@ -173,6 +203,14 @@ class Tokens:
     ) -> str:
         """Return an email verification token for ``email`` of the user."""
         return self._encode({"sub": user_id, "email": email}, "verify", self.verify_ttl, now)
+
+    def issue_client(
+        self, user_id: str, username: str, *, epoch: int, now: float | None = None
+    ) -> str:
+        """Return a known-client token: this client signed in as the user under ``epoch``."""
+        return self._encode(
+            {"sub": user_id, "name": username, "ep": epoch}, "client", self.client_ttl, now
+        )
 
     def decode(self, token: str, kind: TokenKind) -> dict[str, Any]:
         """Check ``token``'s signature, expiry and kind; return its claims.
@@ -204,7 +242,7 @@ class Tokens:
         return claims
 
     def verify_access(self, token: str) -> Principal:
-        """Return the caller named by a valid access token (cached).
+        """Return the caller named by a valid access token (cached), with its ``epoch``.
 
         Raises:
             AuthenticationError: the token is expired, tampered with, or not an access token.
@@ -219,8 +257,14 @@ class Tokens:
             raise AuthenticationError("token expired")
         claims = self.decode(token, "access")
         try:
+            epoch = claims.get("ep", 0)  # tokens issued before epochs existed: epoch 0
+            if not isinstance(epoch, int) or isinstance(epoch, bool):
+                raise TypeError("ep")
             principal = Principal(
-                user_id=claims["sub"], username=claims["name"], role=Role(claims["role"])
+                user_id=claims["sub"],
+                username=claims["name"],
+                role=Role(claims["role"]),
+                epoch=epoch,
             )
         except (KeyError, ValueError, TypeError):
             raise AuthenticationError("invalid token") from None

@@ -23,14 +23,21 @@ How it stays exact:
 What it cannot see by itself: another process changing an account the view already holds. The
 only such writer today is ``vareon user verify`` (it changes no access); :meth:`UserView.read`,
 the account's next sign-in or refresh (both read it in the writer) or a restart brings it in.
+
+Each entry also holds the account's token epoch (decision 0025): a token issued under another
+epoch is refused. What holds a sign-in open (a WebSocket) registers a :class:`SignInWatch`; the
+entry that ends the sign-in (the account removed, disabled, or at another epoch) ends the watch
+in the same step that applies it, so no request and no open stream outlives the change.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from types import TracebackType
+from typing import Self, TypeVar
 
 import trio
 from sqlalchemy import select
@@ -41,13 +48,21 @@ from vareon_runtime.auth.schemas import Principal, User
 from vareon_runtime.errors import StoreError
 from vareon_runtime.store import Store
 
-__all__ = ["UserEntry", "UserNotes", "UserView"]
+__all__ = ["SignInWatch", "UserEntry", "UserNotes", "UserView", "sign_in_ended"]
 
 T = TypeVar("T")
 
-# The columns a User shows, read with one Core statement (no ORM objects to build).
+logger = logging.getLogger("vareon.auth")
+
+# The columns a User shows and the token epoch, read with one Core statement (no ORM objects).
 _USER_COLUMNS = tuple(getattr(UserRecord, name) for name in User.model_fields)
-_ALL_USERS = select(*_USER_COLUMNS)
+_ALL_USERS = select(*_USER_COLUMNS, UserRecord.token_epoch)
+
+
+def _user_of(row: dict[str, object]) -> tuple[User, int]:
+    epoch = row.pop("token_epoch")
+    assert isinstance(epoch, int), "token_epoch is an integer column"
+    return User.model_validate(row), epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +75,77 @@ class UserEntry:
             the account exists and is active.
         stamp: the writer's order of the write or read this entry came from.
         stale: the last write's outcome is unknown; the next lookup reads the account again.
+        epoch: the account's token epoch: only tokens issued under it are honoured.
     """
 
     user: User | None
     principal: Principal | None
     stamp: int
     stale: bool = False
+    epoch: int = 0
+
+
+def sign_in_ended(entry: UserEntry | None, epoch: int) -> str | None:
+    """Why a sign-in under ``epoch`` no longer holds with the account as ``entry`` has it.
+
+    Returns:
+        None while it holds (or while the view cannot tell: no entry, or a stale one); else
+        ``"account removed"``, ``"account disabled"`` or, at another epoch, ``"signed out (a new
+        password or a lower role)"``.
+    """
+    if entry is None or entry.stale:
+        return None
+    if entry.user is None:
+        return "account removed"
+    if not entry.user.is_active:
+        return "account disabled"
+    if entry.epoch != epoch:
+        return "signed out (a new password or a lower role)"
+    return None
+
+
+class SignInWatch:
+    """An open connection's hold on one sign-in, ended when the sign-in ends.
+
+    Made by :meth:`UserView.watch`; use it as a context manager, so it is dropped when the
+    connection ends. ``on_end`` is called once, synchronously, in the task that applied the
+    change (it must not block: cancelling a scope is the intended use).
+
+    Attributes:
+        reason: None while the sign-in holds; then what ended it (:func:`sign_in_ended`).
+    """
+
+    __slots__ = ("_on_end", "_view", "epoch", "reason", "user_id")
+
+    def __init__(
+        self, view: UserView, user_id: str, epoch: int, on_end: Callable[[], None]
+    ) -> None:
+        self._view = view
+        self._on_end = on_end
+        self.user_id = user_id
+        self.epoch = epoch
+        self.reason: str | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._view._unwatch(self)
+
+    def _end(self, reason: str) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self._view._unwatch(self)
+        try:
+            self._on_end()
+        except Exception:  # a watcher's bug must not stop the view from applying a write
+            logger.exception("a sign-in watch of user %s failed to end", self.user_id)
 
 
 class UserNotes:
@@ -78,12 +158,13 @@ class UserNotes:
     __slots__ = ("changed", "stamp")
 
     def __init__(self) -> None:
-        self.changed: dict[str, User | None] = {}
+        self.changed: dict[str, tuple[User, int] | None] = {}
         self.stamp = 0
 
-    def saw(self, user: User) -> None:
-        """The account is now ``user`` (written, or read in the writer's transaction)."""
-        self.changed[user.id] = user
+    def saw(self, user: User, epoch: int) -> None:
+        """The account is now ``user`` at token ``epoch`` (written, or read in the writer's
+        transaction)."""
+        self.changed[user.id] = (user, epoch)
 
     def removed(self, user_id: str) -> None:
         """There is no account ``user_id`` (deleted, or never was)."""
@@ -103,6 +184,7 @@ class UserView:
         self._stamps = itertools.count(1)
         self._loaded = False
         self._load_lock = trio.Lock()
+        self._watches: dict[str, set[SignInWatch]] = {}
 
     def __len__(self) -> int:
         """The accounts the view holds (not counting ids known to be absent)."""
@@ -123,14 +205,14 @@ class UserView:
             if self._loaded:
                 return
 
-            def read_all(session: Session) -> tuple[int, list[User]]:
+            def read_all(session: Session) -> tuple[int, list[tuple[User, int]]]:
                 rows = session.connection().execute(_ALL_USERS).mappings().all()
-                return next(self._stamps), [User.model_validate(dict(row)) for row in rows]
+                return next(self._stamps), [_user_of(dict(row)) for row in rows]
 
             stamp, users = await self._store.write(read_all)
-            found = {user.id for user in users}
-            for user in users:
-                self._apply(user.id, user, stamp)
+            found = {user.id for user, _ in users}
+            for user, epoch in users:
+                self._apply(user.id, (user, epoch), stamp)
             for user_id, entry in list(self._entries.items()):
                 if user_id not in found and entry.user is not None:
                     self._apply(user_id, None, stamp)  # removed before the read
@@ -183,10 +265,35 @@ class UserView:
         except StoreError:
             self._forget(notes)
             raise
-        # No checkpoint from the commit to here: no request sees the database ahead of the view.
-        for user_id, user in notes.changed.items():
-            self._apply(user_id, user, notes.stamp)
+        # No checkpoint from the commit to here: no request sees the database ahead of the view,
+        # and a sign-in the write ended is ended before the writer's task goes on.
+        for user_id, seen in notes.changed.items():
+            self._apply(user_id, seen, notes.stamp)
         return result
+
+    def watch(self, principal: Principal, on_end: Callable[[], None]) -> SignInWatch:
+        """Hold the sign-in ``principal`` was admitted under; call ``on_end`` once it ends.
+
+        It ends when the account is removed, disabled, or moves to another token epoch; if that
+        happened already, ``on_end`` is called before this returns.
+        """
+        watch = SignInWatch(self, principal.user_id, principal.epoch, on_end)
+        self._watches.setdefault(watch.user_id, set()).add(watch)
+        reason = sign_in_ended(self._entries.get(watch.user_id), watch.epoch)
+        if reason is not None:
+            watch._end(reason)
+        return watch
+
+    def watching(self, user_id: str) -> int:
+        """How many sign-in watches of ``user_id`` are held (for tests and status)."""
+        return len(self._watches.get(user_id, ()))
+
+    def _unwatch(self, watch: SignInWatch) -> None:
+        watches = self._watches.get(watch.user_id)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._watches[watch.user_id]
 
     async def read(self, user_id: str) -> UserEntry:
         """Read the account ``user_id`` through the writer, keep it and return its entry.
@@ -197,32 +304,41 @@ class UserView:
             StoreError: the store failed the read.
         """
 
-        def read_one(session: Session) -> tuple[int, User | None]:
+        def read_one(session: Session) -> tuple[int, tuple[User, int] | None]:
             row = (
                 session.connection()
                 .execute(_ALL_USERS.where(UserRecord.id == user_id))
                 .mappings()
                 .first()
             )
-            return next(self._stamps), None if row is None else User.model_validate(dict(row))
+            return next(self._stamps), None if row is None else _user_of(dict(row))
 
         while True:
-            stamp, user = await self._store.write(read_one)
-            self._apply(user_id, user, stamp)
+            stamp, seen = await self._store.write(read_one)
+            self._apply(user_id, seen, stamp)
             # The entry holds whichever is newer: this read, or a write that landed meanwhile
             # (read again only if that write's outcome is unknown).
             entry = self._entries[user_id]
             if not entry.stale:
                 return entry
 
-    def _apply(self, user_id: str, user: User | None, stamp: int) -> None:
+    def _apply(self, user_id: str, seen: tuple[User, int] | None, stamp: int) -> None:
         current = self._entries.get(user_id)
         if current is not None and current.stamp > stamp:
             return  # the view already holds a newer state
+        user, epoch = (None, 0) if seen is None else seen
         principal = None
         if user is not None and user.is_active:
-            principal = Principal(user_id=user.id, username=user.username, role=user.role)
-        self._entries[user_id] = UserEntry(user, principal, stamp)
+            principal = Principal(
+                user_id=user.id, username=user.username, role=user.role, epoch=epoch
+            )
+        entry = self._entries[user_id] = UserEntry(user, principal, stamp, epoch=epoch)
+        watches = self._watches.get(user_id)
+        if watches:
+            for watch in list(watches):
+                reason = sign_in_ended(entry, watch.epoch)
+                if reason is not None:
+                    watch._end(reason)
 
     def _forget(self, notes: UserNotes) -> None:
         for user_id in notes.changed:

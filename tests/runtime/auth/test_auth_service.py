@@ -1,4 +1,11 @@
-"""The auth service on a real store, real argon2 and real JWTs."""
+"""The auth service on a real store, real argon2 and real JWTs.
+
+Updated for decision 0025 (no lockout by strangers): a success used to clear the username's
+failures (``test_a_success_clears_the_usernames_failures``, now ``..._its_pairs_failures``), and
+guesses at one user from many addresses used to lock the user after ``login_max_failures``
+(``test_parallel_guesses_get_no_more_checks_than_the_failure_limit[one-user-many-addresses]``,
+now ``test_guesses_at_one_user_from_many_addresses_are_slowed_one_at_a_time_not_refused``).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ from vareon_runtime.auth import (
     User,
     UserRecord,
 )
+from vareon_runtime.auth.throttle import known_client_keys, sign_in_keys
 from vareon_runtime.config import Config, load_config
 from vareon_runtime.errors import (
     AuthenticationError,
@@ -225,13 +233,15 @@ async def test_failed_logins_are_slowed_then_refused_then_allowed_again(
     assert auth.verify_access_token(result.access_token).username == "alice"
 
 
-async def test_a_success_clears_the_usernames_failures(auth: Auth) -> None:
+async def test_a_success_clears_its_pairs_failures(auth: Auth) -> None:
+    address, pair, user = sign_in_keys("alice", "10.0.0.5")
     with trio.fail_after(TIMEOUT):
         await auth.create_user("alice", None, PASSWORD, Role.VIEWER)
         with pytest.raises(AuthenticationError):
-            await auth.login("alice", "wrong password", None)
-        await auth.login("alice", PASSWORD, None)  # waits the 0.5 s the failure earned
-        assert auth.throttle.check(["user:alice"]) == 0
+            await auth.login("alice", "wrong password", "10.0.0.5")
+        await auth.login("alice", PASSWORD, "10.0.0.5")  # waits the 0.5 s the failure earned
+    assert auth.throttle.check([pair]) == 0
+    assert auth.throttle.check([address]) == auth.throttle.check([user]) == 0.5
 
 
 async def test_login_rehashes_a_password_made_with_other_parameters(
@@ -636,44 +646,167 @@ async def test_a_refused_write_does_not_carry_the_password_hash(auth: Auth, stor
 
 
 class CountingPasswords(Passwords):
-    """The real (cheap) hasher, counting the password checks it makes."""
+    """The real (cheap) hasher, counting the password checks it makes and how many overlap."""
 
     def __init__(self) -> None:
         super().__init__(time_cost=1, memory_cost=1024)
         self.checks = 0
+        self.inside = 0
+        self.most_inside = 0
 
     async def verify(self, password_hash: str, password: str) -> bool:
         # verify_dummy (an unknown username) comes through here too.
         self.checks += 1
-        return await super().verify(password_hash, password)
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        try:
+            return await super().verify(password_hash, password)
+        finally:
+            self.inside -= 1
 
 
-@pytest.mark.parametrize("spread", ["one-user-many-addresses", "many-users-one-address"])
-async def test_parallel_guesses_get_no_more_checks_than_the_failure_limit(
-    make_config: Callable[..., Config], store: Store, spread: str
+def quick_auth(make_config: Callable[..., Config], store: Store, max_failures: int = 5) -> Auth:
+    """An Auth with the cheap hasher and delays of milliseconds: limits, not the clock, under test."""
+    auth = Auth(
+        make_config(AUTH_LOGIN_MAX_FAILURES=str(max_failures)), store, passwords=CountingPasswords()
+    )
+    auth.throttle = LoginThrottle(max_failures, 300, base_delay=0.001, max_delay=0.002)
+    return auth
+
+
+async def outcome(attempt: Any) -> str:
+    """ "200", "401" or "429": how a sign-in attempt ended."""
+    try:
+        await attempt
+    except AuthenticationError:
+        return "401"
+    except TooManyRequestsError:
+        return "429"
+    return "200"
+
+
+async def test_parallel_guesses_from_one_address_get_no_more_checks_than_the_failure_limit(
+    make_config: Callable[..., Config], store: Store
 ) -> None:
-    passwords = CountingPasswords()
-    auth = Auth(make_config(AUTH_LOGIN_MAX_FAILURES="5"), store, passwords=passwords)
-    # Short delays between failures: the limit, not the clock, is under test.
-    auth.throttle = LoginThrottle(5, 300, base_delay=0.001, max_delay=0.002)
+    auth = quick_auth(make_config, store)
     outcomes: list[str] = []
 
     async def guess(n: int) -> None:
-        user, client = ("alice", f"10.0.{n}.1") if spread.startswith("one-user") else (f"u{n}", "10.0.0.1")
-        try:
-            await auth.login(user, f"guess number {n}", client)
-        except AuthenticationError:
-            outcomes.append("401")
-        except TooManyRequestsError:
-            outcomes.append("429")
+        outcomes.append(await outcome(auth.login(f"u{n}", f"guess number {n}", "10.0.0.1")))
 
     with trio.fail_after(TIMEOUT):
         await auth.create_user("alice", None, PASSWORD, Role.VIEWER)
         async with trio.open_nursery() as nursery:
             for n in range(50):
                 nursery.start_soon(guess, n)
-    assert passwords.checks == 5
+    assert isinstance(auth.passwords, CountingPasswords) and auth.passwords.checks == 5
     assert sorted(outcomes) == ["401"] * 5 + ["429"] * 45
+
+
+async def test_guesses_at_one_user_from_many_addresses_are_slowed_one_at_a_time_not_refused(
+    make_config: Callable[..., Config], store: Store
+) -> None:
+    auth = quick_auth(make_config, store)
+    outcomes: list[str] = []
+
+    async def guess(n: int) -> None:
+        outcomes.append(await outcome(auth.login("alice", f"guess number {n}", f"10.0.{n}.1")))
+
+    with trio.fail_after(TIMEOUT):
+        await auth.create_user("alice", None, PASSWORD, Role.VIEWER)
+        async with trio.open_nursery() as nursery:
+            for n in range(50):
+                nursery.start_soon(guess, n)
+        # The owner, from an address of its own, is slowed like any unknown client, not refused.
+        assert await outcome(auth.login("alice", PASSWORD, "192.0.2.1")) == "200"
+    passwords = auth.passwords
+    assert isinstance(passwords, CountingPasswords)
+    assert sorted(outcomes) == ["401"] * 50
+    assert passwords.checks == 51 and passwords.most_inside == 1  # one at a time
+    assert auth.throttle.check(["user:alice"]) == auth.throttle.max_delay
+
+
+async def test_strangers_cannot_lock_the_owner_out(
+    make_config: Callable[..., Config], store: Store
+) -> None:
+    # Five wrong passwords from anywhere used to lock the account from every address.
+    auth = quick_auth(make_config, store, max_failures=3)
+    with trio.fail_after(TIMEOUT):
+        await auth.create_user("alice", None, PASSWORD, Role.ADMIN)
+        for attacker in ("203.0.113.1", "203.0.113.2", "2001:db8:66::1"):
+            for _ in range(3):
+                assert await outcome(auth.login("alice", "guess", attacker)) == "401"
+            # Each stranger locks itself out, right password or not...
+            assert await outcome(auth.login("alice", PASSWORD, attacker)) == "429"
+        # ...and nobody else.
+        pair = await auth.login("alice", PASSWORD, "198.51.100.7")
+        assert (await auth.authenticate(pair.access_token)).username == "alice"
+
+
+async def test_a_known_client_signs_in_from_an_address_strangers_locked(
+    make_config: Callable[..., Config], store: Store, log_records: Any
+) -> None:
+    auth = quick_auth(make_config, store, max_failures=3)
+    nat = "198.51.100.1"  # the owner and a guesser behind one address
+    with trio.fail_after(TIMEOUT):
+        await auth.create_user("alice", None, PASSWORD, Role.ADMIN)
+        first = await auth.login("alice", PASSWORD, nat)
+        assert first.client_token is not None
+        assert "client_token" not in first.model_dump() and first.client_token not in repr(first)
+        for n in range(3):
+            assert await outcome(auth.login(f"guess{n}", "guess", nat)) == "401"
+        for n in range(20):  # and the account guessed from everywhere: slowed, never locked
+            assert await outcome(auth.login("alice", "guess", f"203.0.113.{n}")) == "401"
+        # An unknown client behind that address is refused; the owner's browser is not.
+        assert await outcome(auth.login("alice", PASSWORD, nat)) == "429"
+        again = await auth.login("alice", PASSWORD, nat, known_client=first.client_token)
+        assert (await auth.authenticate(again.access_token)).username == "alice"
+        assert again.client_token is not None and again.client_token != first.client_token
+    logged = "\n".join(record.getMessage() for record in log_records)
+    assert first.client_token not in logged and PASSWORD not in logged
+
+
+async def test_a_known_client_token_counts_only_for_its_account_and_sign_in(
+    make_config: Callable[..., Config], store: Store
+) -> None:
+    auth = quick_auth(make_config, store, max_failures=2)
+    locked = "198.51.100.2"
+    with trio.fail_after(TIMEOUT):
+        alice = await auth.create_user("alice", None, PASSWORD, Role.VIEWER)
+        await auth.create_user("bob", None, PASSWORD, Role.VIEWER)
+        alices = (await auth.login("alice", PASSWORD, "10.1.0.1")).client_token
+        bobs = (await auth.login("bob", PASSWORD, "10.1.0.2")).client_token
+        for _ in range(2):
+            await outcome(auth.login("nobody", "guess", locked))
+        # Bob's token says nothing about alice; garbage and an access token are no tokens.
+        access = (await auth.login("alice", PASSWORD, "10.1.0.1")).access_token
+        for token in (bobs, "garbage", access):
+            assert await outcome(auth.login("alice", PASSWORD, locked, known_client=token)) == "429"
+        assert await outcome(auth.login("alice", PASSWORD, locked, known_client=alices)) == "200"
+        # A new password ends the sign-ins the token came from: it is an unknown client again.
+        await auth.set_password(alice.id, "another long passphrase")
+        attempt = auth.login("alice", "another long passphrase", locked, known_client=alices)
+        assert await outcome(attempt) == "429"
+
+
+async def test_a_known_client_that_guesses_is_locked_then_counted_as_unknown(
+    make_config: Callable[..., Config], store: Store
+) -> None:
+    auth = quick_auth(make_config, store, max_failures=3)
+    with trio.fail_after(TIMEOUT):
+        await auth.create_user("alice", None, PASSWORD, Role.VIEWER)
+        token = (await auth.login("alice", PASSWORD, "10.2.0.1")).client_token
+        assert token is not None
+        client_key = known_client_keys(jwt.decode(token, options={"verify_signature": False})["jti"])[0]
+        address = sign_in_keys("alice", "10.2.0.2")[0]
+        for _ in range(3):
+            assert await outcome(auth.login("alice", "guess", "10.2.0.2", known_client=token)) == "401"
+        # Counted on the client alone, which is now locked; the address holds nothing.
+        assert auth.throttle.locked(client_key)
+        assert auth.throttle.check([address]) == 0
+        # Its next attempt is an unknown client's, counted on the address.
+        assert await outcome(auth.login("alice", "guess", "10.2.0.2", known_client=token)) == "401"
+        assert auth.throttle.check([address]) > 0
 
 
 async def test_registrations_per_address_are_limited(

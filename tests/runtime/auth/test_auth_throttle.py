@@ -1,4 +1,10 @@
-"""The login throttle and the registration limit, in trio time."""
+"""The login throttle and the registration limit, in trio time.
+
+Updated for decision 0025 (no lockout by strangers): the lock tests used to lock a ``user:``
+key (``test_max_failures_lock_the_key_then_it_opens_again``) and a success used to clear the
+username (``test_success_clears_the_username_only``); a ``user:`` key now only slows, and a
+success clears the (address, user) pair.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ import trio
 import trio.testing
 
 from vareon_runtime.auth import LoginThrottle, RateLimit
+from vareon_runtime.auth.throttle import LOCAL, known_client_keys, sign_in_keys
 from vareon_runtime.errors import TooManyRequestsError
 
-KEYS = ["user:alice", "addr:10.0.0.1"]
+KEYS = sign_in_keys("alice", "10.0.0.1")
 
 
 async def timed_wait(throttle: LoginThrottle, keys: list[str]) -> float:
@@ -33,22 +40,56 @@ async def test_max_failures_lock_the_key_then_it_opens_again(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     throttle = LoginThrottle(3, 300)
+    pair = ["pair:10.0.0.1|alice"]
     with trio.fail_after(600):
         for _ in range(3):
-            throttle.failed(["user:alice"])
-        with pytest.raises(TooManyRequestsError, match=r"too many failed sign-ins for this user; try again in 300 s") as info:
-            await throttle.wait(["user:alice"])
+            throttle.failed(pair)
+        with pytest.raises(
+            TooManyRequestsError,
+            match=r"^too many failed sign-ins for this user from this address; try again in 300 s$",
+        ) as info:
+            await throttle.wait(pair)
         assert info.value.retry_after == 300
         assert info.value.status == 429
+        assert throttle.locked(pair[0])
         await trio.sleep(120)
         with pytest.raises(TooManyRequestsError) as info:
-            await throttle.wait(["user:alice", "addr:10.0.0.1"])
+            await throttle.wait([*pair, "addr:10.0.0.2"])
         assert info.value.retry_after == 180
-        # Other keys are not affected.
-        assert await timed_wait(throttle, ["user:bob"]) == 0
+        # Other keys are not affected: the same user from elsewhere, another user from here.
+        assert await timed_wait(throttle, ["pair:10.0.0.2|alice"]) == 0
+        assert await timed_wait(throttle, ["pair:10.0.0.1|bob"]) == 0
         await trio.sleep(180)
         # Unlocked, with a clean count.
+        assert not throttle.locked(pair[0])
+        assert await timed_wait(throttle, pair) == 0
+
+
+async def test_a_user_key_slows_but_never_locks(autojump_clock: trio.testing.MockClock) -> None:
+    # Decision 0025: failures for an account from anywhere make its unknown clients wait (at
+    # most max_delay per attempt), but never refuse them; only addresses and pairs lock.
+    throttle = LoginThrottle(3, 300, base_delay=0.5, max_delay=8)
+    with trio.fail_after(600):
+        for n in range(200):  # far past max_failures, from 200 addresses
+            throttle.failed(["user:alice"])
+            assert not throttle.locked("user:alice")
+        assert await timed_wait(throttle, ["user:alice"]) == 8
+        # The owner's own address and pair hold nothing: only the slow-down applies.
+        assert await timed_wait(throttle, sign_in_keys("alice", "192.0.2.1")) == 8
+        await trio.sleep(301)  # the failures leave the window
         assert await timed_wait(throttle, ["user:alice"]) == 0
+    assert len(throttle._entries["user:alice"].failures) == 0
+
+
+def test_sign_in_keys_name_the_address_the_pair_and_the_user() -> None:
+    assert sign_in_keys("alice", "10.0.0.1") == ["addr:10.0.0.1", "pair:10.0.0.1|alice", "user:alice"]
+    # An IPv6 client counts as its /64; no address at all (a Unix socket) is one local source.
+    assert sign_in_keys("bob", "2001:db8:1:2::7")[:2] == ["addr:2001:db8:1:2::/64", "pair:2001:db8:1:2::/64|bob"]
+    assert sign_in_keys("bob", None)[0] == f"addr:{LOCAL}"
+    # A username cannot make its pair key another address's: the address comes first.
+    assert sign_in_keys("x|alice", "10.0.0.9")[1] == "pair:10.0.0.9|x|alice"
+    assert sign_in_keys("a" * 500, "10.0.0.1")[2] == "user:" + "a" * 65
+    assert known_client_keys("abc") == ["client:abc"]
 
 
 async def test_the_address_locks_whatever_the_username(autojump_clock: trio.testing.MockClock) -> None:
@@ -72,13 +113,23 @@ async def test_failures_older_than_the_window_are_forgotten(
         assert await timed_wait(throttle, ["user:alice"]) == 0.5
 
 
-async def test_success_clears_the_username_only(autojump_clock: trio.testing.MockClock) -> None:
+async def test_success_clears_the_pair_only(autojump_clock: trio.testing.MockClock) -> None:
     throttle = LoginThrottle(5, 60)
+    address, pair, user = KEYS
     throttle.failed(KEYS)
     throttle.failed(KEYS)
-    throttle.succeeded("user:alice")
-    assert throttle.check(["user:alice"]) == 0
-    assert throttle.check(["addr:10.0.0.1"]) == 1.0
+    throttle.succeeded(KEYS)
+    assert throttle.check([pair]) == 0
+    # The address keeps its count (it may be guessing others' passwords), and the account's
+    # slow-down stays for whoever else tries it.
+    assert throttle.check([address]) == 1.0
+    assert throttle.check([user]) == 1.0
+    client = known_client_keys("t1")
+    throttle.failed(client)
+    throttle.succeeded(client)
+    assert throttle.check(client) == 0
+    with pytest.raises(TypeError, match="list of keys"):
+        throttle.succeeded(pair)
 
 
 async def test_memory_is_bounded(autojump_clock: trio.testing.MockClock) -> None:

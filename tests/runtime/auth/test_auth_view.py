@@ -1,4 +1,10 @@
-"""The users view: every account in memory, exact for every write made through the service."""
+"""The users view: every account in memory, exact for every write made through the service.
+
+Updated for decision 0025 (token epochs): a disabled account's tokens used to be admitted again
+once it was enabled (``test_a_disabled_account_is_refused_at_once_and_admitted_once_enabled``,
+now ``..._and_signs_in_again_once_enabled``), and a new password used to let access tokens live
+out their lifetime (``test_a_new_password_ends_every_sign_in``).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ T = TypeVar("T")
 PASSWORD = "correct horse battery"
 TIMEOUT = 30
 GONE = "^account disabled or removed; sign in again$"
+ENDED = r"^this sign-in has ended \(a new password, a lower role or a deactivation since\); sign in again$"
 
 
 def cheap(auth: Auth) -> Auth:
@@ -58,6 +65,15 @@ async def stored(store: Store, user_id: str) -> User | None:
     return await store.read(fetch)
 
 
+async def stored_epoch(store: Store, user_id: str) -> int:
+    """The account's token epoch as the database has it."""
+
+    def fetch(session: Session) -> int:
+        return session.scalars(select(UserRecord.token_epoch).where(UserRecord.id == user_id)).one()
+
+    return await store.read(fetch)
+
+
 # -- a change made through the service reaches the next check -----------------------------------
 
 
@@ -74,7 +90,7 @@ async def test_a_new_role_applies_to_the_token_already_held(service: Auth) -> No
     assert service.verify_access_token(token).role is Role.VIEWER
 
 
-async def test_a_disabled_account_is_refused_at_once_and_admitted_once_enabled(
+async def test_a_disabled_account_is_refused_at_once_and_signs_in_again_once_enabled(
     service: Auth,
 ) -> None:
     with trio.fail_after(TIMEOUT):
@@ -89,8 +105,15 @@ async def test_a_disabled_account_is_refused_at_once_and_admitted_once_enabled(
         with pytest.raises(AuthenticationError, match=GONE):
             await service.refresh(pair.refresh_token)
 
+        # Enabled again, the account signs in again; what it held before stays ended.
         await service.update_user(user.id, is_active=True)
-        assert (await service.authenticate(pair.access_token)).username == "alice"
+        with pytest.raises(AuthenticationError, match=ENDED):
+            await service.authenticate(pair.access_token)
+        assert service.authenticate_now(pair.access_token) is None
+        with pytest.raises(AuthenticationError, match=ENDED):
+            await service.refresh(pair.refresh_token)
+        again = await service.login("alice", PASSWORD, None)
+        assert (await service.authenticate(again.access_token)).username == "alice"
 
 
 async def test_a_removed_account_is_refused_at_once(service: Auth, store: Store) -> None:
@@ -118,8 +141,10 @@ async def test_a_new_password_ends_every_sign_in(service: Auth) -> None:
         user = await service.create_user("alice", None, PASSWORD, Role.VIEWER)
         first = await service.login("alice", PASSWORD, None)
         await service.set_password(user.id, "a brand new passphrase")
-        with pytest.raises(AuthenticationError, match="refresh token revoked"):
+        with pytest.raises(AuthenticationError, match=ENDED):
             await service.refresh(first.refresh_token)
+        with pytest.raises(AuthenticationError, match=ENDED):
+            await service.authenticate(first.access_token)
         with pytest.raises(AuthenticationError, match="incorrect username or password"):
             await service.login("alice", PASSWORD, None)
         again = await service.login("alice", "a brand new passphrase", None)
@@ -219,6 +244,8 @@ async def test_concurrent_writes_leave_the_view_as_the_database(
     service: Auth, store: Store
 ) -> None:
     with trio.fail_after(TIMEOUT):
+        # Another admin, so that no change below is refused as removing the last one.
+        await service.create_user("root", None, PASSWORD, Role.ADMIN)
         user = await service.create_user("alice", None, PASSWORD, Role.VIEWER)
         changes: list[dict[str, Any]] = [
             {"role": role, "is_active": active}
@@ -229,6 +256,8 @@ async def test_concurrent_writes_leave_the_view_as_the_database(
             for change in changes:
                 nursery.start_soon(lambda change=change: service.update_user(user.id, **change))
         assert await service.account(user.id) == await stored(store, user.id)
+        entry = service.users.known(user.id)
+        assert entry is not None and entry.epoch == await stored_epoch(store, user.id) > 0
 
 
 # -- the ordering rule, on a store that answers out of order ------------------------------------
@@ -275,7 +304,7 @@ async def test_an_older_write_answered_last_does_not_win() -> None:
     def saw(user: User) -> Callable[[Session, UserNotes], None]:
         def fn(session: Session, notes: UserNotes) -> None:
             ran.append(user)
-            notes.saw(user)
+            notes.saw(user, 0)
 
         return fn
 
@@ -297,11 +326,11 @@ async def test_a_write_the_store_failed_leaves_the_account_to_be_read_again() ->
     view = UserView(store)  # type: ignore[arg-type]
 
     def fn(session: Session, notes: UserNotes) -> None:
-        notes.saw(version(Role.ADMIN))
+        notes.saw(version(Role.ADMIN), 0)
 
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(view.write, lambda s, notes: notes.saw(version(Role.VIEWER)))
+            nursery.start_soon(view.write, lambda s, notes: notes.saw(version(Role.VIEWER), 0))
             await trio.testing.wait_all_tasks_blocked()
             store.gates[-1].set()
         assert view.known("u1") is not None
