@@ -71,6 +71,7 @@ def token_reply(pair: TokenPair) -> tuple[TokenResponse, int, dict[str, Any]]:
 
 @blueprint.post("/api/register")
 @public
+@answers(409, "the username or email is taken")
 @validate_request(RegisterRequest)
 @validate_response(User, 201)
 async def register(data: RegisterRequest) -> tuple[User, int]:
@@ -86,6 +87,7 @@ async def register(data: RegisterRequest) -> tuple[User, int]:
 
 @blueprint.post("/api/token")
 @public
+@answers(401, "wrong username or password, or the account is disabled")
 @validate_body(TokenRequest)
 @validate_response(TokenResponse)
 async def token(data: TokenRequest) -> tuple[TokenResponse, int, dict[str, Any]]:
@@ -107,6 +109,7 @@ async def token(data: TokenRequest) -> tuple[TokenResponse, int, dict[str, Any]]
 
 @blueprint.post("/api/token/refresh")
 @public
+@answers(401, "the refresh token is not valid (expired, used, revoked)")
 @validate_body(RefreshRequest)
 @validate_response(TokenResponse)
 async def refresh(data: RefreshRequest) -> TokenResponse:

@@ -74,6 +74,7 @@ the socket closes every subscription it held.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic_core
 import trio
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 from quart import Blueprint, websocket
 
 from vareon_runtime.auth import Principal, shown
@@ -164,14 +165,24 @@ class PingCommand(_Command):
     type: Literal["ping"]
 
 
-TOPIC_PATTERN = r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$"
+TOPIC_PATTERN = re.compile(r"\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
 """A topic (``agent.<id>.status``), a prefix (``agent.*``) or everything (``*``)."""
 TOPIC_MAX = 256
 
 
+def _topic(value: str) -> str:
+    if len(value) > TOPIC_MAX or not TOPIC_PATTERN.fullmatch(value):
+        shown = value if len(value) <= 64 else f"{value[:64]}..."
+        raise ValueError(
+            f"topic pattern {shown!r} is invalid: use an exact topic ('agent.<id>.status'), 'prefix.*'"
+            f" or '*'; letters, digits, '_' and '-' between the dots, at most {TOPIC_MAX} characters"
+        )
+    return value
+
+
 class SubscribeCommand(_Command):
     type: Literal["subscribe"]
-    topic: Annotated[StrictStr, Field(max_length=TOPIC_MAX, pattern=TOPIC_PATTERN)]
+    topic: Annotated[StrictStr, AfterValidator(_topic)]
 
 
 class UnsubscribeCommand(_Command):

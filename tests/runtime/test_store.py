@@ -26,7 +26,7 @@ from vareon_runtime.store.engine import Engines
 TIMEOUT = 30
 
 # The newest revision of the kernel's migration branch.
-KERNEL_HEAD = "0003_telemetry"
+KERNEL_HEAD = "0004_users_token_epoch"
 
 
 def at_every_head(current: set[str]) -> bool:

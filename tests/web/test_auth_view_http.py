@@ -22,6 +22,7 @@ from web.permissions import PUBLIC, caller_now, public
 from web.schemas import HealthResponse
 
 GONE = "account disabled or removed; sign in again"
+ENDED = "this sign-in has ended (a new password, a lower role or a deactivation since); sign in again"
 
 
 async def sign_up(front: Front, name: str, role: Role = Role.VIEWER) -> tuple[str, dict[str, str]]:
@@ -66,7 +67,7 @@ async def test_me_shows_each_change_made_through_the_service(
         assert me == {**registered.json(), "role": "operator", "email_verified": True}
 
 
-async def test_a_disabled_account_gets_401_at_once_and_200_once_enabled(
+async def test_a_disabled_account_gets_401_at_once_and_signs_in_again_once_enabled(
     front: Front, client: httpx.AsyncClient
 ) -> None:
     with trio.fail_after(START_TIMEOUT):
@@ -78,7 +79,10 @@ async def test_a_disabled_account_gets_401_at_once_and_200_once_enabled(
         refused(await client.get("/api/system/status", headers=headers), GONE)
 
         await front.ctx.auth.update_user(user_id, is_active=True)
-        assert (await client.get("/api/users/me", headers=headers)).status_code == 200
+        refused(await client.get("/api/users/me", headers=headers), ENDED)  # decision 0025
+        pair = await front.ctx.auth.login("bob", PASSWORD, None)
+        again = {"Authorization": f"Bearer {pair.access_token}"}
+        assert (await client.get("/api/users/me", headers=again)).status_code == 200
 
 
 async def test_a_removed_account_gets_401_at_once(
@@ -92,20 +96,25 @@ async def test_a_removed_account_gets_401_at_once(
         refused(await client.get("/api/system/status", headers=headers), GONE)
 
 
-async def test_a_demoted_caller_is_refused_what_its_new_role_does_not_allow(
+async def test_a_demoted_caller_is_signed_out_and_signs_in_with_its_new_role(
     front: Front, client: httpx.AsyncClient
 ) -> None:
     with trio.fail_after(START_TIMEOUT):
+        await sign_up(front, "root", Role.ADMIN)  # the last admin cannot be demoted
         user_id, headers = await sign_up(front, "dora", Role.ADMIN)
         auth = front.ctx.auth
         authorization = headers["Authorization"]
         admitted = caller_now(Role.ADMIN, authorization, auth)
         assert admitted is not None and admitted != PUBLIC
         await auth.update_user(user_id, role=Role.VIEWER)
-        assert caller_now(Role.ADMIN, authorization, auth) is None  # the full check says 403
-        viewer = caller_now(Role.VIEWER, authorization, auth)
+        # Decision 0025: a lower role ends every sign-in of the account at once.
+        assert caller_now(Role.ADMIN, authorization, auth) is None
+        assert caller_now(Role.VIEWER, authorization, auth) is None
+        refused(await client.get("/api/users/me", headers=headers), ENDED)
+        again = f"Bearer {(await auth.login('dora', PASSWORD, None)).access_token}"
+        assert caller_now(Role.ADMIN, again, auth) is None  # the full check says 403
+        viewer = caller_now(Role.VIEWER, again, auth)
         assert viewer is not None and viewer != PUBLIC and viewer.role is Role.VIEWER
-        assert (await client.get("/api/users/me", headers=headers)).json()["role"] == "viewer"
 
 
 async def test_an_account_made_by_another_process_is_admitted(

@@ -64,7 +64,7 @@ async def test_migrations_match_the_models(database_url: str) -> None:
             found = await store.read(schema)
             await store.close()
     assert MYNTRIX_TABLES <= found["tables"]
-    assert {"0001_kit_run_states", "0003_telemetry"} <= found["heads"]  # the kit's depends on 0002_myntrix_jobs
+    assert {"0001_kit_run_states", "0004_users_token_epoch"} <= found["heads"]  # the kit's depends on 0002_myntrix_jobs
     assert "ix_agent_logs_agent_id_id" in found["indexes"]
     assert found["foreign_keys"] == [("fk_agent_logs_agent_id_agents", {"ondelete": "CASCADE"})]
     assert found["diff"] == []
