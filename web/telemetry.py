@@ -55,7 +55,7 @@ from .context import current_context
 from .kit import face
 from .permissions import websocket_auth
 from .validation import parse_json
-from .websocket import authenticate_websocket, may_subscribe
+from .websocket import authenticate_websocket, closed_when_signed_out, may_subscribe
 
 __all__ = [
     "CLOSE_FORBIDDEN",
@@ -214,7 +214,8 @@ async def telemetry_stream(device_id: str) -> None:
         await websocket.send(_encode({"type": "ready", "deviceId": device_id}))
         outbound, outbound_queue = trio.open_memory_channel[str](_OUTBOUND_FRAMES)
         # Quart cancels this task when the client goes; the subscriptions close on the way out.
-        async with trio.open_nursery() as nursery:
+        # A sign-in that ends (demoted, disabled, new password) closes the stream at once.
+        async with closed_when_signed_out(ctx, principal), trio.open_nursery() as nursery:
             nursery.start_soon(_write, outbound_queue)
             nursery.start_soon(_pump_telemetry, device_id, telemetry, outbound)
             nursery.start_soon(_pump_status, device_id, status, outbound)

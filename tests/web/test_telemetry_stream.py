@@ -214,3 +214,11 @@ async def test_closing_the_socket_ends_the_subscriptions(front: Front, accounts:
     with trio.fail_after(TIMEOUT):
         while front.ctx.bus.subscriber_count != before:
             await trio.sleep(0.01)
+
+
+async def test_a_sign_in_that_ends_closes_the_stream(front: Front, accounts: dict[Role, Account]) -> None:
+    device_id = await add_device(front)
+    viewer = await front.ctx.auth.get_user_by_username(accounts[Role.VIEWER].username)
+    async with stream_of(front, device_id, accounts[Role.VIEWER].token) as ws:
+        await front.ctx.auth.update_user(viewer.id, is_active=False, by="admin-user")
+        assert await closed_code(ws) == CLOSE_AUTH_FAILED

@@ -325,14 +325,15 @@ class AuthConfig(BaseModel):
         5,
         ge=1,
         description=(
-            "Failed logins within login_lockout seconds after which the username, or the client"
-            " address (an IPv6 /64), is locked."
+            "Failed logins within login_lockout seconds after which the client address (an IPv6"
+            " /64), or that address for that username, is locked; a username alone is only slowed"
+            " down, never locked."
         ),
     )
     login_lockout: int = Field(
         300,
         gt=0,
-        description="Seconds a locked username or address stays locked (300 = 5 minutes).",
+        description="Seconds a locked address (or address and username) stays locked (300 = 5 minutes).",
     )
     registration_max: int = Field(
         5,
