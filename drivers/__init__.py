@@ -27,6 +27,7 @@ import typing
 from drivers.errors import BadWorkingDirectoryError as BadWorkingDirectoryError
 from drivers.errors import DriverError as DriverError
 from drivers.errors import ExecutableNotFoundError as ExecutableNotFoundError
+from drivers.errors import LinkBrokenError as LinkBrokenError
 from drivers.errors import LinkClosedError as LinkClosedError
 from drivers.errors import LinkConfigError as LinkConfigError
 from drivers.errors import LinkError as LinkError

@@ -15,8 +15,15 @@ The hierarchy, named by whose fault it was::
             │   └── UnknownSchemeError   no driver has the scheme; names the known ones (422,
             │                            also an UnknownKeyError like every registry's unknown key)
             ├── LinkUnavailableError     the device or host is not there now; retry later
-            └── LinkClosedError          the far end went away (unplugged, reset, broker gone),
-                                         or we closed the link (the message says which)
+            ├── LinkBrokenError          the far end went away while the link was open (the cable
+            │                            was pulled, the connection reset, the broker gone): the
+            │                            device's fault, or the network's; reconnecting may help
+            └── LinkClosedError          we closed the link (``aclose``), and it was used then or
+                                         after: our own doing, never the device's
+
+One error per fault, as trio's ``BrokenResourceError`` and ``ClosedResourceError``: a link that
+broke and was then closed by us says "closed" to whoever uses it after the close, so a user that
+must report why a link ended asks whoever closed it (the device actor keeps the first break).
 
 Foreign errors (``OSError``, ``psutil.Error``, ``serial.SerialException``, the MQTT client's) are
 translated at the driver's boundary and chained as the cause; none escapes a driver.
@@ -30,6 +37,7 @@ __all__ = [
     "BadWorkingDirectoryError",
     "DriverError",
     "ExecutableNotFoundError",
+    "LinkBrokenError",
     "LinkClosedError",
     "LinkConfigError",
     "LinkError",
@@ -95,6 +103,11 @@ class LinkUnavailableError(LinkError):
     """The device or host is not reachable now (no such port yet, connection refused, timeout)."""
 
 
+class LinkBrokenError(LinkError):
+    """The far end went away while the link was open: the cable was pulled, the device reset the
+    connection or hung up, the broker is gone. Not our doing; opening the link again may work."""
+
+
 class LinkClosedError(LinkError):
-    """The far end went away (the cable was pulled, the connection reset, the broker is gone), or
-    we closed the link; the message says which."""
+    """We closed the link (``aclose``) and it was used during or after the close. Not the device's
+    fault: a link that broke first raises :class:`LinkBrokenError` to whoever noticed the break."""

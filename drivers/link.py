@@ -74,10 +74,12 @@ class ConnectionTarget:
 class Link(Protocol):
     """An open byte stream to one device.
 
-    ``receive`` returns the next bytes that arrived (at least one, at most ``max_bytes``) and
-    raises :class:`~drivers.errors.LinkClosedError` when the far end went away (unplugged,
-    connection reset, broker gone); ``send`` writes all of ``data`` or raises the same.
-    Neither blocks the event loop. ``aclose`` is idempotent and never raises.
+    ``receive`` returns the next bytes that arrived (at least one, at most ``max_bytes``);
+    ``send`` writes all of ``data``. Neither blocks the event loop. Each raises one error per
+    fault: :class:`~drivers.errors.LinkBrokenError` when the far end went away (unplugged,
+    connection reset, broker gone), with the same words for every use after the first break
+    whoever noticed it, and :class:`~drivers.errors.LinkClosedError` during or after our own
+    ``aclose``, which is idempotent and never raises.
     """
 
     @property

@@ -12,7 +12,7 @@ The client is paho-mqtt 2.x, imported on first use. Its network loop runs in its
 through the trio token. When the device publishes faster than the runtime reads, the oldest
 messages are dropped and counted (:attr:`MqttLink.dropped`, the description, a warning in the
 log). The client does not reconnect by itself: a connection lost after it was made is a
-:class:`~drivers.errors.LinkClosedError`, and the device actor reconnects with its backoff.
+:class:`~drivers.errors.LinkBrokenError`, and the device actor reconnects with its backoff.
 
 Options: ``qos`` (0, 1, 2; subscribing and publishing), ``command_topic``, ``client_id``
 (default ``vareon-<random>``), ``keepalive`` (seconds, default 60), ``timeout`` (seconds to
@@ -35,7 +35,7 @@ import trio
 
 from drivers._link_base import LinkBase
 from drivers._options import check_known, flag, host_and_port, one_of, positive_float, positive_int
-from drivers.errors import LinkClosedError, LinkConfigError, LinkUnavailableError
+from drivers.errors import LinkConfigError, LinkUnavailableError
 from drivers.link import ConnectionTarget
 
 __all__ = ["DEFAULT_BUFFER", "DEFAULT_PORT", "MqttDriver", "MqttLink", "MqttSettings"]
@@ -198,7 +198,8 @@ class MqttLink(LinkBase):
         """The next message(s) as bytes: whole messages while they fit in ``max_bytes``.
 
         Raises:
-            LinkClosedError: the connection to the broker was lost, or we closed the link.
+            LinkBrokenError: the connection to the broker was lost.
+            LinkClosedError: we closed the link.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         async with self._receive_lock:
@@ -212,7 +213,7 @@ class MqttLink(LinkBase):
                     await trio.lowlevel.cancel_shielded_checkpoint()  # the data is taken: deliver it
                     return data
                 if lost is not None:
-                    raise LinkClosedError(f"{self.description}: {lost}")
+                    raise self._broke(f"{self.description}: {lost}")
                 await self._ready.wait()
 
     async def send(self, data: bytes) -> None:
@@ -220,14 +221,15 @@ class MqttLink(LinkBase):
         line terminators removed) or one message as it is (``framing=raw``).
 
         Raises:
-            LinkClosedError: the connection to the broker was lost, or we closed the link.
+            LinkBrokenError: the connection to the broker was lost.
+            LinkClosedError: we closed the link.
         """
         await trio.lowlevel.checkpoint()
         self._check_open()
         with self._lock:
             lost = self._lost
         if lost is not None:
-            raise LinkClosedError(f"{self.description}: {lost}")
+            raise self._broke(f"{self.description}: {lost}")
         messages = data.splitlines() if self._settings.framing == "line" else [data]
         import paho.mqtt.client as mqtt
 
@@ -236,7 +238,7 @@ class MqttLink(LinkBase):
                 self._settings.command_topic, message, qos=self._settings.qos, retain=self._settings.retain
             )
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise LinkClosedError(f"{self.description}: publishing failed: {mqtt.error_string(info.rc)}")
+                raise self._broke(f"{self.description}: publishing failed: {mqtt.error_string(info.rc)}")
 
     async def _close(self) -> None:
         # Disconnect and stop the network thread; a task blocked in receive wakes to the close.

@@ -16,7 +16,7 @@ import trio
 
 from drivers._link_base import LinkBase
 from drivers._options import check_known, host_and_port, positive_float
-from drivers.errors import LinkClosedError, LinkConfigError, LinkUnavailableError
+from drivers.errors import LinkConfigError, LinkUnavailableError
 from drivers.link import ConnectionTarget
 
 __all__ = ["CONNECT_TIMEOUT", "TcpDriver", "TcpLink"]
@@ -91,21 +91,23 @@ class TcpLink(LinkBase):
         """The next bytes from the device (at least one).
 
         Raises:
-            LinkClosedError: the device closed or reset the connection, or we closed the link.
+            LinkBrokenError: the device closed or reset the connection.
+            LinkClosedError: we closed the link.
         """
         self._check_open()
         async with self._receive_lock:
             with self._translated():
                 data = await self._stream.receive_some(max_bytes)
-        if not data:
-            raise LinkClosedError(f"{self._description} closed the connection")
+            if not data:
+                raise self._broke(f"{self._description} closed the connection")
         return data
 
     async def send(self, data: bytes) -> None:
         """Write all of ``data``.
 
         Raises:
-            LinkClosedError: the connection is gone, or we closed the link.
+            LinkBrokenError: the device closed or reset the connection.
+            LinkClosedError: we closed the link.
         """
         self._check_open()
         async with self._send_lock:
@@ -120,13 +122,13 @@ class TcpLink(LinkBase):
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
-        """trio's and the socket's errors as :class:`~drivers.errors.LinkClosedError`."""
+        """trio's and the socket's errors as ours: closed by us, or broken by the far end."""
         try:
             yield
         except trio.ClosedResourceError as exc:
             raise self._closed_error() from exc
         except (trio.BrokenResourceError, OSError) as exc:
-            raise LinkClosedError(f"the connection to {self._description} was reset: {_reason(exc)}") from exc
+            raise self._broke(f"the connection to {self._description} was reset: {_reason(exc)}") from exc
 
 
 def _where(host: str, port: int) -> str:

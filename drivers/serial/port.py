@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from drivers._link_base import LinkBase, hand_over
-from drivers.errors import LinkClosedError, LinkConfigError, LinkUnavailableError
+from drivers.errors import LinkConfigError, LinkUnavailableError
 
 from .settings import SerialSettings
 
@@ -61,15 +61,15 @@ class SerialLink(LinkBase):
         """The next bytes from the device (at least one).
 
         Raises:
-            LinkClosedError: the device went away (unplugged, the far end of a pty closed) or
-                we closed the link.
+            LinkBrokenError: the device went away (unplugged, the far end of a pty closed).
+            LinkClosedError: we closed the link.
         """
         async with self._receive_lock:
             await trio.lowlevel.checkpoint_if_cancelled()
             data = await self._attempt(partial(os.read, self._fd, max_bytes), trio.lowlevel.wait_readable)
             if not data:
                 # Readable but empty: the terminal was hung up (USB unplugged).
-                raise LinkClosedError(f"{self._description} went away (hung up)")
+                raise self._broke(f"{self._description} went away (hung up)")
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
@@ -77,7 +77,8 @@ class SerialLink(LinkBase):
         """Write all of ``data``. A cancelled send may have written a part of it.
 
         Raises:
-            LinkClosedError: the device went away, or we closed the link.
+            LinkBrokenError: the device went away.
+            LinkClosedError: we closed the link.
         """
         async with self._send_lock:
             await trio.lowlevel.checkpoint_if_cancelled()

@@ -42,7 +42,8 @@ class SerialUrlLink(LinkBase):
     Each read waits at most :data:`READ_POLL` in its thread and is never abandoned, so a
     cancelled ``receive`` returns within that time and no byte read by the thread is lost.
     Writes go in pieces of 1 KiB, each bounded by :data:`WRITE_TIMEOUT`. A pending ``receive``
-    ends with :class:`~drivers.errors.LinkClosedError` within :data:`READ_POLL` of a close.
+    ends with :class:`~drivers.errors.LinkClosedError` within :data:`READ_POLL` of our close; the
+    far end going away is a :class:`~drivers.errors.LinkBrokenError`.
     """
 
     def __init__(self, port: pyserial.Serial, description: str) -> None:
@@ -55,7 +56,8 @@ class SerialUrlLink(LinkBase):
         """The next bytes from the device (at least one).
 
         Raises:
-            LinkClosedError: the far end went away, or we closed the link.
+            LinkBrokenError: the far end went away.
+            LinkClosedError: we closed the link.
         """
         async with self._receive_lock:
             while True:
@@ -71,8 +73,9 @@ class SerialUrlLink(LinkBase):
         """Write all of ``data``. A cancelled send may have written a part of it.
 
         Raises:
-            LinkClosedError: the far end went away, took nothing for :data:`WRITE_TIMEOUT`
-                seconds, or we closed the link.
+            LinkBrokenError: the far end went away, or took nothing for :data:`WRITE_TIMEOUT`
+                seconds.
+            LinkClosedError: we closed the link.
         """
         async with self._send_lock:
             self._check_open()

@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from drivers import (
+    LinkBrokenError,
     LinkClosedError,
     LinkConfigError,
     LinkUnavailableError,
@@ -181,16 +182,20 @@ async def test_a_reader_that_falls_behind_loses_the_oldest_and_it_is_counted(
 
 
 @needs_broker
-async def test_the_broker_dropping_us_is_link_closed(topic: str, links: list[MqttLink]) -> None:
+async def test_the_broker_dropping_us_is_a_break(topic: str, links: list[MqttLink]) -> None:
     with trio.fail_after(TIMEOUT):
         link = await _open(links, f"mqtt://127.0.0.1/{topic}?client_id=vareon-{topic[-12:]}")
         # A second client with the same id takes the session over: the broker disconnects the first.
         usurper = Peer(client_id=f"vareon-{topic[-12:]}")
         try:
-            with pytest.raises(LinkClosedError, match="the connection to the broker was lost"):
+            with pytest.raises(LinkBrokenError, match="the connection to the broker was lost") as info:
                 await link.receive()
-            with pytest.raises(LinkClosedError, match="the connection to the broker was lost"):
+            with pytest.raises(LinkBrokenError) as again:
                 await link.send(b"M105\n")
+            assert str(again.value) == str(info.value)
+            await link.aclose()
+            with pytest.raises(LinkClosedError, match="is closed"):
+                await link.receive()
         finally:
             usurper.close()
 

@@ -16,6 +16,7 @@ import trio.testing
 
 from drivers import (
     Link,
+    LinkBrokenError,
     LinkClosedError,
     LinkConfigError,
     LinkUnavailableError,
@@ -105,25 +106,53 @@ async def test_pty_large_write_waits_for_the_reader(pty: Pty, link_to: list[Link
     assert received == [payload]
 
 
-async def test_unplugging_the_pty_is_link_closed(pty: Pty, link_to: list[Link]) -> None:
+async def test_unplugging_the_pty_is_a_break(pty: Pty, link_to: list[Link]) -> None:
     with trio.fail_after(TIMEOUT):
         link = await open_link(pty.path)
         link_to.append(link)
         pty.write(b"last line\n")
         pty.unplug()
         data = b""
-        with pytest.raises(LinkClosedError, match=f"{pty.path} at 115200 baud 8N1 went away"):
+        with pytest.raises(LinkBrokenError, match=f"{pty.path} at 115200 baud 8N1 went away"):
             while True:  # what arrived before the unplug may still be read first
                 data += await link.receive()
-        with pytest.raises(LinkClosedError):
+        with pytest.raises(LinkBrokenError):
+            await link.send(b"M105\n")
+
+
+@pytest.mark.parametrize("first", ["receive", "send"])
+async def test_a_far_end_break_reads_the_same_whichever_side_notices_first(
+    pty: Pty, link_to: list[Link], first: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        link = await open_link(pty.path)
+        link_to.append(link)
+        pty.unplug()  # the far end is gone before anyone uses the link: no race left
+
+        async def use(side: str) -> str:
+            with pytest.raises(LinkBrokenError) as info:
+                if side == "receive":
+                    await link.receive()
+                else:
+                    await link.send(b"M105\n")
+            return str(info.value)
+
+        noticed = await use(first)
+        assert noticed.startswith(f"{pty.path} at 115200 baud 8N1 went away")
+        assert await use("send" if first == "receive" else "receive") == noticed
+        # Closed by us after the break: our close is what a later use meets.
+        await link.aclose()
+        with pytest.raises(LinkClosedError, match="is closed"):
+            await link.receive()
+        with pytest.raises(LinkClosedError, match="is closed"):
             await link.send(b"M105\n")
 
 
 async def test_unplugging_wakes_a_blocked_receiver(pty: Pty, link_to: list[Link]) -> None:
-    caught: list[LinkClosedError] = []
+    caught: list[LinkBrokenError] = []
 
     async def receive(link: Link) -> None:
-        with pytest.raises(LinkClosedError) as info:
+        with pytest.raises(LinkBrokenError) as info:
             await link.receive()
         caught.append(info.value)
 
@@ -372,17 +401,20 @@ async def test_socket_url_talks_to_a_tcp_listener(nursery: trio.Nursery) -> None
             await link.aclose()
 
 
-async def test_socket_url_far_end_closing_is_link_closed(nursery: trio.Nursery) -> None:
+async def test_socket_url_far_end_closing_is_a_break(nursery: trio.Nursery) -> None:
     port = await _serve(nursery, _answer_and_hang_up)
     with trio.fail_after(TIMEOUT):
         link = await open_link(f"socket://127.0.0.1:{port}")
         try:
             await link.send(b"M115\n")
             received = b""
-            with pytest.raises(LinkClosedError, match="went away: read failed: socket disconnected"):
+            with pytest.raises(LinkBrokenError, match="went away: read failed: socket disconnected") as info:
                 while True:
                     received += await link.receive()
             assert received == b"FIRMWARE_NAME:Marlin 2.1.2\nok\n"
+            with pytest.raises(LinkBrokenError) as again:
+                await link.send(b"M105\n")
+            assert str(again.value) == str(info.value)
         finally:
             await link.aclose()
 

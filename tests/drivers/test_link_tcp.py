@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from drivers import LinkClosedError, LinkConfigError, LinkUnavailableError, TcpLink, open_link, parse_connection_string
+from drivers import LinkBrokenError, LinkClosedError, LinkConfigError, LinkUnavailableError, TcpLink, open_link, parse_connection_string
 
 TIMEOUT = 10
 
@@ -66,26 +66,46 @@ async def test_bytes_go_both_ways(serve: Callable[[Handler], Awaitable[int]]) ->
         await link.aclose()
 
 
-async def test_server_closing_is_link_closed(serve: Callable[[Handler], Awaitable[int]]) -> None:
+async def test_server_closing_is_a_break(serve: Callable[[Handler], Awaitable[int]]) -> None:
     port = await serve(hang_up)
     with trio.fail_after(TIMEOUT):
         link = await open_link(f"tcp://127.0.0.1:{port}")
         assert await link.receive() == b"bye\n"
-        with pytest.raises(LinkClosedError, match=f"TCP 127.0.0.1:{port} closed the connection"):
+        with pytest.raises(LinkBrokenError, match=f"TCP 127.0.0.1:{port} closed the connection"):
             await link.receive()
+        # The kernel would still take a write to a half-closed connection; the link knows better.
+        with pytest.raises(LinkBrokenError, match=f"TCP 127.0.0.1:{port} closed the connection"):
+            await link.send(b"G28\n")
         await link.aclose()
+        with pytest.raises(LinkClosedError, match="is closed"):
+            await link.receive()
 
 
-async def test_reset_is_link_closed_on_receive_and_send(serve: Callable[[Handler], Awaitable[int]]) -> None:
+async def test_reset_is_a_break_on_receive_and_send(serve: Callable[[Handler], Awaitable[int]]) -> None:
     port = await serve(reset)
     with trio.fail_after(TIMEOUT):
         link = await open_link(f"tcp://127.0.0.1:{port}")
-        with pytest.raises(LinkClosedError, match="reset") as caught:
+        with pytest.raises(LinkBrokenError, match="reset") as caught:
             await link.receive()
         assert isinstance(caught.value.__cause__, (trio.BrokenResourceError, OSError))
-        with pytest.raises(LinkClosedError):
+        with pytest.raises(LinkBrokenError) as again:
+            await link.send(b"G28\n")
+        assert str(again.value) == str(caught.value)
+        await link.aclose()
+
+
+async def test_a_reset_noticed_by_a_send_reads_the_same_to_the_next_receive(
+    serve: Callable[[Handler], Awaitable[int]],
+) -> None:
+    port = await serve(reset)
+    with trio.fail_after(TIMEOUT):
+        link = await open_link(f"tcp://127.0.0.1:{port}")
+        with pytest.raises(LinkBrokenError) as caught:
             while True:  # the first writes may still be buffered by the kernel
                 await link.send(b"G28\n")
+        with pytest.raises(LinkBrokenError) as again:
+            await link.receive()
+        assert str(again.value) == str(caught.value)
         await link.aclose()
 
 

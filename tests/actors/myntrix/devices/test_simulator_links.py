@@ -16,7 +16,7 @@ from actors.myntrix.devices.simulator import (
     ScpiInstrument,
     TcpSimulator,
 )
-from drivers.errors import LinkClosedError, LinkUnavailableError
+from drivers.errors import LinkBrokenError, LinkUnavailableError
 from drivers.link import Link, open_link
 
 TIMEOUT = 20
@@ -40,7 +40,7 @@ async def test_the_printer_through_the_serial_driver_unplugged_and_replugged(
             await link.send(b"M115\n")
             assert await read_until(link, b"ok\n") == f"{MARLIN_FIRMWARE}\nCap:AUTOREPORT_TEMP:1\nok\n".encode()
             await simulator.unplug()
-            with pytest.raises(LinkClosedError):
+            with pytest.raises(LinkBrokenError):
                 await read_until(link, b"\n")
         finally:
             await link.aclose()
@@ -65,7 +65,7 @@ async def test_the_instrument_through_the_network_drivers(nursery: trio.Nursery,
             await link.send(b"*IDN?\n")
             assert await read_until(link, b"\n") == f"{SCPI_IDENTITY}\n".encode()
             await simulator.unplug()
-            with pytest.raises(LinkClosedError):
+            with pytest.raises(LinkBrokenError):
                 await read_until(link, b"\n")
         finally:
             await link.aclose()
