@@ -46,7 +46,7 @@ from pathlib import Path
 import trio
 
 from drivers.errors import LinkError
-from drivers.link import Link, mask_connection_string
+from drivers.link import Link, LinkRegistry, mask_connection_string
 from vareon_runtime.actor import Actor, handles
 from vareon_runtime.bus import EventBus
 from vareon_runtime.clock import utcnow
@@ -80,6 +80,7 @@ from .models import load_device
 from .row import DeviceRow
 from .schemas import Device, DeviceDesiredState, DeviceStatus
 from .seen import SeenBoard
+from .session import LinkSession
 from .settings import DeviceSettings
 from .telemetry import DeviceStream
 from .upload import UploadTimeoutError
@@ -96,15 +97,6 @@ def status_topic(device_id: str) -> str:
     return f"device.{device_id}.status"
 
 
-@dataclass(eq=False)
-class _Session:
-    """One open link and the scope of the tasks using it."""
-
-    link: Link
-    scope: trio.CancelScope
-    reason: str | None = None  # why it ended, once it did
-
-
 @dataclass(frozen=True)
 class DeviceServices:
     """What every device's actor of one module works with.
@@ -116,6 +108,7 @@ class DeviceServices:
         settings: the module's tunables.
         seen: the module's board of exact ``lastSeen`` times.
         rng: randomness for the backoff jitter (tests pass a seeded one).
+        links: the link drivers by scheme (None: :data:`drivers.link.LINKS`; tests pass their own).
     """
 
     store: Store
@@ -124,6 +117,7 @@ class DeviceServices:
     settings: DeviceSettings = field(default_factory=DeviceSettings)
     seen: SeenBoard = field(default_factory=SeenBoard)
     rng: random.Random = field(default_factory=random.Random)
+    links: LinkRegistry | None = None
 
 
 class DeviceActor(Actor):
@@ -145,6 +139,7 @@ class DeviceActor(Actor):
         self.settings = services.settings
         self.seen = services.seen
         self._rng = services.rng
+        self._links = services.links
         # The device as loaded from its row; the observed fields change below.
         self.device_name = ""
         self.device_type = ""
@@ -159,7 +154,7 @@ class DeviceActor(Actor):
         self.last_error: str | None = None
         self.stream = DeviceStream(device_id, self.config.telemetry, bus)
         # The link and who uses it.
-        self._session: _Session | None = None
+        self._session: LinkSession | None = None
         self._lines = LineRouter()
         self._commands = self._command_exchange()
         self._slot = trio.Lock()  # fair: commands and uploads take turns in arrival order
@@ -337,6 +332,7 @@ class DeviceActor(Actor):
             reconnect=self.config.reconnect,
             rng=self._rng,
             label=f"{self.name} ({self.device_name})",
+            links=self._links,
         )
         self.nursery.start_soon(self._keep, keeper)
 
@@ -370,15 +366,15 @@ class DeviceActor(Actor):
         Returns:
             Why it ended.
         """
-        session: _Session | None = None
+        session: LinkSession | None = None
         try:
             async with trio.open_nursery() as nursery:
-                session = self._session = _Session(link, nursery.cancel_scope)
+                session = self._session = LinkSession(link, nursery.cancel_scope)
                 self._lines.open()
                 self._commands.owed.clear()
                 nursery.start_soon(self._read, session)
                 async with self._slot:
-                    firmware = await self._identify(link)
+                    firmware = await self._identify(session)
                     await trio.lowlevel.checkpoint()  # the link may have dropped meanwhile
                     if firmware is not None:
                         self.firmware_version = firmware
@@ -396,14 +392,7 @@ class DeviceActor(Actor):
                 await link.aclose()
         return reason
 
-    def _drop(self, reason: str) -> None:
-        """End the current session (a write failed): the keeper reconnects."""
-        session = self._session
-        if session is not None and session.reason is None:
-            session.reason = reason
-            session.scope.cancel()
-
-    async def _read(self, session: _Session) -> None:
+    async def _read(self, session: LinkSession) -> None:
         config = self.config
         splitter = LineSplitter(config.encoding, self.settings.max_line, lone_cr=config.line_terminator == "\r")
         link, size, device_id = session.link, self.settings.receive_size, self.device_id
@@ -418,14 +407,14 @@ class DeviceActor(Actor):
                     self.stream.received(lines, now)
                     self._lines.deliver(self._commands.owed.screen(lines))
         except LinkError as exc:
-            self._drop(f"the link dropped: {exc}")
+            session.failed(exc)  # the first break ends the session, whoever noticed it
 
-    async def _identify(self, link: Link) -> str | None:
+    async def _identify(self, session: LinkSession) -> str | None:
         command = self.config.identify_command
         if not command:
             return None
         try:
-            reply = await self._commands.exchange(link, command, self._reply_timeout(), device=self.device_name)
+            reply = await self._commands.exchange(session, command, self._reply_timeout(), device=self.device_name)
         except ServiceError as exc:
             log.warning("%s (%s): no firmware version: %s", self.name, self.device_name, exc)
             return None
@@ -446,7 +435,7 @@ class DeviceActor(Actor):
                             f"device {self.device_name!r} is {self.status.value}, not connected",
                             details={"status": self.status.value, "lastError": self.last_error},
                         )
-                    reply = await self._commands.exchange(session.link, ticket.command, ticket.timeout, device=self.device_name)
+                    reply = await self._commands.exchange(session, ticket.command, ticket.timeout, device=self.device_name)
                 except ServiceError as exc:
                     ticket._fail(exc)
                 else:
@@ -459,7 +448,7 @@ class DeviceActor(Actor):
     def _command_exchange(self) -> CommandExchange:
         label = f"{self.name} ({self.device_name})"
         grace = self._reply_timeout()
-        return CommandExchange(self.config, self._lines, self.stream, drop=self._drop, grace=grace, label=label)
+        return CommandExchange(self.config, self._lines, self.stream, grace=grace, label=label)
 
     def _reply_timeout(self) -> float:
         return self.config.command_timeout or self.settings.command_timeout
@@ -485,7 +474,7 @@ class DeviceActor(Actor):
                 raise ConflictError(f"device {self.device_name!r} disconnected before the upload started")
             try:
                 return await upload.send(
-                    session.link,
+                    session,
                     self._lines,
                     self.config,
                     self.stream,

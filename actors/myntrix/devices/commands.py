@@ -13,18 +13,17 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
-from collections.abc import Callable
 
 import trio
 
 from drivers.errors import LinkError
-from drivers.link import Link
 from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import InvalidRequestError, ServiceError, UnavailableError, UpstreamTimeoutError
 
 from .configuration import DeviceConfiguration
 from .lines import LineRouter
 from .schemas import CommandReply
+from .session import LinkSession
 from .telemetry import DeviceStream
 
 __all__ = ["CommandExchange", "CommandTicket", "OwedReplies"]
@@ -167,7 +166,6 @@ class CommandExchange:
         config: the device's configuration (framing, reply terminator, error pattern).
         lines: the router the device's reader hands received lines to.
         stream: where each command sent is echoed.
-        drop: ends the link's session, with the reason (a write failed).
         grace: how long a timed-out reply is waited for (the device's command timeout).
         label: names the device in the log.
     """
@@ -178,7 +176,6 @@ class CommandExchange:
         lines: LineRouter,
         stream: DeviceStream,
         *,
-        drop: Callable[[str], None],
         grace: float,
         label: str,
     ) -> None:
@@ -186,15 +183,14 @@ class CommandExchange:
         self.owed = OwedReplies(config.reply_terminator, label=label)
         self._lines = lines
         self._stream = stream
-        self._drop = drop
         self._grace = grace
         self._error_pattern = re.compile(config.error_pattern) if config.error_pattern else None
 
-    async def exchange(self, link: Link, command: str, timeout: float, *, device: str) -> CommandReply:
+    async def exchange(self, session: LinkSession, command: str, timeout: float, *, device: str) -> CommandReply:
         """Send one command and collect its reply (the caller holds the device's command slot).
 
         Args:
-            link: the open link.
+            session: the open link; a write that fails ends it (the keeper reconnects).
             command: the command, without its line terminator.
             timeout: seconds for the device to take the command and finish its reply.
             device: the device's name, for messages.
@@ -202,7 +198,8 @@ class CommandExchange:
         Raises:
             InvalidRequestError: the command does not fit the device's encoding.
             UpstreamTimeoutError: the reply did not complete within ``timeout`` (it is then owed).
-            UnavailableError: the link failed or dropped meanwhile.
+            UnavailableError: the link failed or dropped meanwhile; the message says why the
+                link ended (the first break, whoever noticed it).
         """
         config = self.config
         terminator = config.reply_terminator
@@ -221,11 +218,10 @@ class CommandExchange:
             deadline = started + timeout
             try:
                 with trio.move_on_at(deadline) as sending:
-                    await link.send(data)
+                    await session.link.send(data)
             except LinkError as exc:
-                self._drop(f"the link dropped: {exc}")
                 raise UnavailableError(
-                    f"could not send {command!r} to device {device!r}: {exc}",
+                    f"could not send {command!r} to device {device!r}: {session.failed(exc)}",
                     details={"command": command, "received": received},
                 ) from exc
             if sending.cancelled_caught:
@@ -241,8 +237,7 @@ class CommandExchange:
                         line = await inbox.receive()
                     except trio.EndOfChannel:
                         raise UnavailableError(
-                            f"the link to device {device!r} dropped while waiting for the reply to"
-                            f" {command!r}: {self._lines.reason}",
+                            f"no reply to {command!r} from device {device!r}: {session.ended()}",
                             details={"command": command, "received": received},
                         ) from None
                     received.append(line)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from drivers.errors import LinkConfigError, LinkError
-from drivers.link import Link, mask_connection_string, open_link
+from drivers.link import Link, LinkRegistry, mask_connection_string, open_link
 from vareon_runtime.supervisor import Backoff
 
 from .schemas import DeviceStatus
@@ -41,6 +41,7 @@ class LinkKeeper:
         reconnect: open the link again after it dropped.
         rng: randomness for the jitter.
         label: names the device in the log.
+        links: the link drivers (None: :data:`drivers.link.LINKS`).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class LinkKeeper:
         reconnect: bool,
         rng: random.Random,
         label: str,
+        links: LinkRegistry | None = None,
     ) -> None:
         self.scope = trio.CancelScope()
         self.done = trio.Event()
@@ -63,6 +65,7 @@ class LinkKeeper:
         self._reconnect = reconnect
         self._rng = rng
         self._label = label
+        self._links = links
 
     async def run(self) -> None:
         """Keep the link open until stopped or it cannot be kept (see the class docstring)."""
@@ -84,7 +87,7 @@ class LinkKeeper:
         while True:
             await self._report(DeviceStatus.CONNECTING, None)
             try:
-                link = await open_link(self._connection_string)
+                link = await open_link(self._connection_string, registry=self._links)
             except LinkConfigError as exc:
                 reason = f"cannot connect to {where}: {exc}"
                 log.error("%s: %s; not retried", self._label, reason)

@@ -1,6 +1,7 @@
 """``UploadJob``: one file going to a device as a job, run by the device's actor.
 
-The actor holds the command slot for the whole upload and hands :meth:`UploadJob.send` its link;
+The actor holds the command slot for the whole upload and hands :meth:`UploadJob.send` its link's
+session;
 the job sends the file with :func:`~actors.myntrix.devices.upload.send_gcode` or
 :func:`~actors.myntrix.devices.upload.send_chunks` (reading the lines the device's reader routes to
 it), reports progress in whole percents into its ``jobs`` row, and records the outcome: what was
@@ -18,8 +19,7 @@ from typing import Any
 
 import trio
 
-from drivers.errors import LinkClosedError, LinkError
-from drivers.link import Link
+from drivers.errors import LinkError
 from vareon_runtime.clock import utcnow
 from vareon_runtime.errors import ServiceError, VareonError
 
@@ -27,6 +27,7 @@ from actors.kit.jobs import Jobs
 from actors.kit.states import RunState
 from .configuration import DeviceConfiguration, UploadMode
 from .lines import LineRouter
+from .session import LinkSession
 from .telemetry import DeviceStream
 from .upload import count_gcode_lines, gcode_lines, send_chunks, send_gcode
 
@@ -41,16 +42,23 @@ Sent = tuple[str, dict[str, Any]]
 @dataclass(frozen=True, eq=False)
 class _LinkChannel:
     """The :class:`~actors.myntrix.devices.upload.LineChannel` an upload gets: the device's link
-    for writing, the lines the reader routes to the slot holder for reading."""
+    for writing, the lines the reader routes to the slot holder for reading.
 
-    _link: Link
-    _lines: LineRouter
+    Both fail with why the link's session ended, so a pulled plug reads the same in the job
+    whoever noticed it first: this channel's own write, or the reader (a later write then meets
+    the link the session closed, and the awaited line never comes).
+    """
+
+    _session: LinkSession
     _inbox: trio.MemoryReceiveChannel[str]
     _echo: DeviceStream | None
     _encoding: str
 
     async def send(self, data: bytes) -> None:
-        await self._link.send(data)
+        try:
+            await self._session.link.send(data)
+        except LinkError as exc:
+            raise self._session.failed(exc) from exc
         if self._echo is not None:
             self._echo.sent(data.decode(self._encoding, "replace").rstrip("\r\n"), utcnow())
 
@@ -58,7 +66,7 @@ class _LinkChannel:
         try:
             return await self._inbox.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise LinkClosedError(f"the link dropped: {self._lines.reason}") from None
+            raise self._session.ended() from None
 
 
 class UploadJob:
@@ -134,7 +142,7 @@ class UploadJob:
 
     async def send(
         self,
-        link: Link,
+        session: LinkSession,
         lines: LineRouter,
         config: DeviceConfiguration,
         stream: DeviceStream,
@@ -145,7 +153,7 @@ class UploadJob:
         """Send the file over ``link`` (the caller holds the device's command slot).
 
         Args:
-            link: the open link.
+            session: the open link.
             lines: the router the device's reader hands received lines to.
             config: the device's configuration (upload mode, framing).
             stream: where G-code lines sent are echoed.
@@ -158,7 +166,7 @@ class UploadJob:
         Raises:
             UploadError: the device stopped the upload or kept refusing a line (502; 504 when a
                 line got no reply in time).
-            LinkError: the link failed.
+            LinkError: the link failed; the message says why its session ended (the first break).
             OSError: the file cannot be read.
         """
         settings = config.upload
@@ -173,7 +181,7 @@ class UploadJob:
                 await self._note(progress=percent)
 
         gcode = settings.mode is UploadMode.GCODE
-        channel = _LinkChannel(link, lines, lines.attach(), stream if gcode else None, config.encoding)
+        channel = _LinkChannel(session, lines.attach(), stream if gcode else None, config.encoding)
         try:
             if gcode:
                 total = await trio.to_thread.run_sync(count_gcode_lines, self.path)

@@ -7,12 +7,25 @@ from pathlib import Path
 
 import pytest
 import trio
-from device_support import MARLIN, SCPI, TIMEOUT, DeviceModuleRun, write_gcode
+from device_support import (
+    MARLIN,
+    SCPI,
+    TIMEOUT,
+    DeviceModuleRun,
+    HeldLinks,
+    start_device_module,
+    status_events,
+    until_status,
+    write_gcode,
+)
 
 from actors.kit import Job, JobStatus
 from actors.myntrix.devices import Devices
 from actors.myntrix.devices.simulator import MarlinPrinter, PtySimulator, ScpiInstrument, TcpSimulator
+from drivers.errors import LinkBrokenError, LinkClosedError
+from vareon_runtime.bus import EventBus
 from vareon_runtime.errors import ConflictError
+from vareon_runtime.store import Store
 
 
 GCODE = {"upload": {"mode": "gcode"}}  # line by line, without line numbers
@@ -122,7 +135,52 @@ async def test_a_pulled_plug_fails_the_upload_with_the_reason(
         await marlin.unplug()
     failed = await finished(devices, job.id)
     assert failed.status is JobStatus.FAILED
-    assert failed.logs is not None and "failed: the link dropped: " in failed.logs
+    assert failed.logs is not None and f"failed: the link dropped: {marlin.path} at 115200 baud 8N1 went away" in failed.logs
+
+
+@pytest.mark.parametrize("first", ["the reader", "the upload's write"])
+async def test_a_pulled_plug_reads_as_the_break_whoever_notices_it_first(
+    nursery: trio.Nursery, store: Store, device_bus: EventBus, marlin: PtySimulator, tmp_path: Path, first: str
+) -> None:
+    # The race of a pulled plug, played in a fixed order: the upload's next line is held before
+    # the wire while the plug is pulled. Either the reader sees the break, the session closes the
+    # link, and the held line then meets our close; or the reads are held too, and the line is
+    # what meets the break. Either way the job and the device say what broke, in its words.
+    held = HeldLinks()
+    run = await start_device_module(nursery, store, device_bus, links=held.registry)
+    try:
+        devices = run.devices
+        device = await devices.create({"name": "printer", "connectionString": marlin.connection_string, "configuration": GCODE})
+        path = tmp_path / "slow.gcode"
+        path.write_text("".join("G4 P20\n" for _ in range(500)))
+        with status_events(device_bus, device.id) as events, trio.fail_after(TIMEOUT):
+            await devices.connect(device.id)
+            job = await devices.upload(device.id, path, "slow.gcode", size=1, by="alice")
+            await running(devices, job.id)
+            link = held.opened[-1]
+            link.hold_sends()
+            await link.send_waiting.wait()
+            if first == "the reader":
+                await marlin.unplug()
+                dropped = await until_status(events, lambda data: data["status"] == "disconnected")
+            else:
+                link.hold_reads()
+                await marlin.unplug()
+            link.release_sends()
+            if first != "the reader":
+                dropped = await until_status(events, lambda data: data["status"] == "disconnected")
+        failed = await finished(devices, job.id)
+        noticed, break_ = link.failures[0]
+        assert noticed == ("receive" if first == "the reader" else "send")
+        assert isinstance(break_, LinkBrokenError) and str(break_).startswith(f"{marlin.path} at 115200 baud 8N1 went away")
+        if first == "the reader":
+            # The held line met the link the session had closed: our close, not news.
+            assert [(what, type(error)) for what, error in link.failures[1:]] == [("send", LinkClosedError)]
+        assert failed.status is JobStatus.FAILED
+        assert failed.logs is not None and failed.logs.splitlines()[-1] == f"failed: the link dropped: {break_}"
+        assert dropped["lastError"] == f"the link dropped: {break_}"
+    finally:
+        await run.stop()
 
 
 async def test_a_file_goes_in_chunks_to_a_device_without_a_line_protocol(
