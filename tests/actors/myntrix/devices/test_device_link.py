@@ -3,12 +3,16 @@ identify, commands, timeouts, unplug and replug, restarts."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 from device_support import (
+    FAST,
     MARLIN,
     SCPI,
     TIMEOUT,
@@ -26,6 +30,9 @@ from actors.myntrix.devices.simulator import MARLIN_FIRMWARE, SCPI_IDENTITY, Mar
 from vareon_runtime.bus import EventBus, Overflow
 from vareon_runtime.errors import ConflictError, InvalidRequestError, UpstreamTimeoutError
 from vareon_runtime.store import Store
+
+if TYPE_CHECKING:
+    from conftest import LogRecords  # tests/conftest.py, whose fixture log_records is
 
 
 @pytest.fixture
@@ -319,6 +326,83 @@ async def test_a_connection_string_that_cannot_work_is_an_error_without_retries(
         # A user's connect tries again (and says the same).
         with trio.fail_after(TIMEOUT):
             assert (await devices.connect(device.id)).status is DeviceStatus.ERROR
+
+
+async def _drops_connections(
+    nursery: trio.Nursery, handler: Any, accepted: list[float]
+) -> int:
+    """A TCP device on 127.0.0.1 that runs ``handler`` on each connection it accepts; its port."""
+
+    async def serve(stream: trio.SocketStream) -> None:
+        accepted.append(trio.current_time())
+        await handler(stream)
+
+    listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def _close_at_once(stream: trio.SocketStream) -> None:
+    await stream.aclose()
+
+
+async def _reconnect_delays(
+    nursery: trio.Nursery, store: Store, bus: EventBus, log_records: LogRecords, handler: Any, settings: Any, drops: int
+) -> tuple[list[float], int]:
+    """Connect a device to a TCP device that ends each connection with ``handler``; once the link
+    dropped ``drops`` times, disconnect it. Returns the delays the keeper logged before each
+    reconnection, and how many connections the device accepted."""
+    accepted: list[float] = []
+    port = await _drops_connections(nursery, handler, accepted)
+    run = await start_device_module(nursery, store, bus, settings=settings)
+    try:
+        devices = run.devices
+        device = await devices.create({"name": "flaky", "connectionString": f"tcp://127.0.0.1:{port}"})
+        with status_events(bus, device.id) as events, trio.fail_after(TIMEOUT):
+            await devices.connect(device.id)
+            for _ in range(drops):
+                await until_status(
+                    events,
+                    lambda data: data["status"] == "disconnected"
+                    and (data["lastError"] or "").startswith("the link dropped: "),
+                )
+            await devices.disconnect(device.id)
+    finally:
+        await run.stop()
+    said = [m for m in log_records.messages() if m.startswith(f"device/{device.id} (flaky): the link dropped: ")]
+    delays = [float(re.search(r"reconnecting in ([0-9.]+)s$", m).group(1)) for m in said if "reconnecting in" in m]  # type: ignore[union-attr]
+    return delays[:drops], len(accepted)
+
+
+async def test_a_device_that_drops_each_connection_at_once_is_retried_with_a_growing_backoff(
+    nursery: trio.Nursery, store: Store, device_bus: EventBus, log_records: LogRecords
+) -> None:
+    # Each connection is accepted and closed at once: it never stayed up `stable_after`, so each
+    # counts as a failed attempt and the waits double (first retry at once), never a tight loop.
+    settings = replace(FAST, reconnect_initial=0.05, reconnect_max=0.4, stable_after=30.0)
+    delays, accepted = await _reconnect_delays(
+        nursery, store, device_bus, log_records, _close_at_once, settings, drops=6
+    )
+    assert len(delays) == 6 and accepted >= 6
+    assert delays[0] == 0
+    for attempt, delay in enumerate(delays[1:], start=1):
+        ceiling = min(settings.reconnect_max, settings.reconnect_initial * 2 ** (attempt - 1))
+        # Equal jitter: between half the ceiling and the ceiling (logged to 0.01 s).
+        assert ceiling / 2 - 0.005 <= delay <= ceiling + 0.005, (attempt, delays)
+
+
+async def test_a_link_that_stayed_up_starts_the_backoff_afresh(
+    nursery: trio.Nursery, store: Store, device_bus: EventBus, log_records: LogRecords
+) -> None:
+    settings = replace(FAST, reconnect_initial=0.05, reconnect_max=0.4, stable_after=0.2)
+
+    async def close_after_a_while(stream: trio.SocketStream) -> None:
+        await trio.sleep(settings.stable_after * 1.5)  # on trio's clock, the keeper's too
+        await stream.aclose()
+
+    delays, _ = await _reconnect_delays(
+        nursery, store, device_bus, log_records, close_after_a_while, settings, drops=3
+    )
+    assert delays == [0, 0, 0]
 
 
 async def test_refusals_at_create_name_the_problem(device_module: DeviceModuleRun) -> None:
