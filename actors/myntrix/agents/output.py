@@ -148,6 +148,12 @@ class AgentOutput:
 
         try:
             await self.store.write(write)
+        except trio.Cancelled:
+            # Cancelled before the writer took the write (the actor is stopping: its flusher is
+            # cancelled, then on_stop flushes): the store dropped it, so the lines wait again.
+            self._pending.extendleft(reversed(rows))
+            self._ready.set()
+            raise
         except StoreError as exc:
             log.warning("agent %s: %d output lines were not persisted: %s", self.agent_id, len(rows), exc)
             return
