@@ -90,14 +90,26 @@ async def test_create_update_and_delete_are_published(kit: AgentKit, agents: Age
     assert seen[[e.topic for e in seen].index(f"agent.{agent.id}.updated")].data == renamed.model_dump(mode="json", by_alias=True)
 
 
-async def test_output_is_captured_persisted_and_published(kit: AgentKit, agents: Agents) -> None:
-    code = """
-import sys
+@pytest.mark.parametrize("last", ["done", "trouble"])
+async def test_output_is_captured_persisted_and_published(
+    kit: AgentKit, agents: Agents, tmp_path: Path, last: str
+) -> None:
+    # The two pipes are read side by side, so either of the last two lines may come last, and
+    # the flusher may take a batch between them. With last="trouble" that order is played out
+    # for sure: "trouble" is printed only once "done" is in the database.
+    go = tmp_path / "go"
+    code = f"""
+import os, sys, time
 for n in range(60):
-    print(f"line {n}", flush=True)
-print("trouble", file=sys.stderr, flush=True)
-print("done", flush=True)
-import time
+    print(f"line {{n}}", flush=True)
+if {last!r} == "trouble":
+    print("done", flush=True)
+    while not os.path.exists({str(go)!r}):
+        time.sleep(0.01)
+    print("trouble", file=sys.stderr, flush=True)
+else:
+    print("trouble", file=sys.stderr, flush=True)
+    print("done", flush=True)
 time.sleep(600)
 """
     with trio.fail_after(TIMEOUT):
@@ -108,16 +120,23 @@ time.sleep(600)
             while len(seen) < 2:
                 data = await until(lines, lambda d: d["line"] in ("done", "trouble"))
                 seen[data["line"]] = data
+                if data["line"] == "done" and last == "trouble":
+                    while not any(line.line == "done" for line in await kit.store.read(read_logs(agent.id, 5))):
+                        await trio.sleep(0.02)
+                    go.touch()
         assert seen["done"]["stream"] == "stdout" and seen["trouble"]["stream"] == "stderr"
         assert seen["done"]["time"].endswith("Z")
-        # The two pipes are read side by side: their lines interleave in any order. The ring
-        # holds the 63 lines so far (one system line, 62 of the process).
+        # Their lines interleave in any order. The ring holds the 63 lines so far (one system
+        # line, 62 of the process).
         tail = [(line.stream, line.line) for line in await agents.logs(agent.id, tail=63)]
         assert tail[0][0] == "system" and tail[0][1].startswith("started pid")
         assert ("stdout", "done") in tail and ("stderr", "trouble") in tail
-        # Persisted in batches, pruned down to log_keep (+ one prune batch) per agent.
-        while not any(line.line == "done" for line in await kit.store.read(read_logs(agent.id, 5))):
+        # Persisted in batches by the flusher, in the order the lines came: wait for the last
+        # line published (the bus keeps their order), not for "done", which may not be the last.
+        newest = [(data["stream"], data["line"])]
+        while [(line.stream, line.line) for line in await kit.store.read(read_logs(agent.id, 1))] != newest:
             await trio.sleep(0.02)
+        # Pruned down to log_keep (+ one prune batch) per agent.
         stored = await kit.store.read(read_logs(agent.id, 1000))
         assert kit.settings.log_keep <= len(stored) <= kit.settings.log_keep + kit.settings.log_prune_every
         assert all(line.time.tzinfo is not None for line in stored)
