@@ -1,4 +1,4 @@
-"""The ``vareon`` command: run, init, user, bench (and the subcommands components add)."""
+"""The ``vareon`` command: run, init, user, db, bench (and the subcommands components add)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .errors import VareonError
 if TYPE_CHECKING:
     from .auth import Auth
     from .config import Config
+    from .store.copy import Comparison
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .runtime import Runtime, run_until_signal
 
     config = load_config(_existing_config(args.config))
+    _require_driver(config.database_url)
     configure_logging(config.runtime.log_level, config.runtime.log_format)
     trio.run(run_until_signal, Runtime(config))
     return 0
@@ -145,6 +147,97 @@ def _with_auth(config: Config, action: Callable[[Auth], Awaitable[T]]) -> T:
         raise
 
 
+def _require_driver(url: str) -> None:
+    """Refuse, naming the install command, a database whose driver is missing (psycopg)."""
+    from .store.engine import check_driver
+
+    check_driver(url)
+
+
+def _db_url(given: str | None, config_path: str) -> str:
+    """``given``, else the configured store's URL (``[database] url`` or the SQLite file)."""
+    if given is None:
+        given = _load_for_command(config_path).database_url
+    else:
+        from .logs import configure_logging
+
+        configure_logging("warning", "plain")
+    _require_driver(given)
+    return given
+
+
+def _cmd_db_check(args: argparse.Namespace) -> int:
+    from .store.check import check_store
+
+    print("\n".join(check_store(_db_url(args.url, args.config)).lines()))
+    return 0
+
+
+def _cmd_db_copy(args: argparse.Namespace) -> int:
+    from .store.copy import copy_store
+    from .store.engine import shown_url
+
+    source = _db_url(args.source, args.config)
+    _require_driver(args.to)
+    print(f"copying {shown_url(source)}\n   into {shown_url(args.to)}", flush=True)
+    printed: dict[str, int] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        # A line each time a table passes a tenth, and at its end: a long copy is seen moving.
+        step = 10 if total == 0 else done * 10 // total
+        if printed.get(table, 0 if total else -1) == step:
+            return
+        printed[table] = step
+        print(f"  {table}: {done}/{total} rows", flush=True)
+
+    comparison = copy_store(source, args.to, batch_size=args.batch_size, progress=progress)
+    _print_comparison(comparison)
+    if not comparison.ok:
+        print(
+            f"vareon: error: verification failed for {', '.join(t.name for t in comparison.mismatched)};"
+            " the target was rolled back (nothing of the copy was kept), the source was not changed",
+            file=sys.stderr,
+        )
+        return 1
+    tables = len(comparison.tables) - 1  # Alembic's version table is made by the migrations
+    print(
+        f"copied {comparison.rows} rows in {tables} tables at revision {', '.join(comparison.revisions)};"
+        " every table's row count and checksum match.\n"
+        "The source was not changed. To run on the copy, set [database] url (or VAREON_DATABASE_URL)"
+        f" to {shown_url(args.to)} and start the runtime; `vareon db verify` compares the two again."
+    )
+    return 0
+
+
+def _cmd_db_verify(args: argparse.Namespace) -> int:
+    from .store.copy import verify_stores
+
+    source = _db_url(args.source, args.config)
+    _require_driver(args.to)
+    comparison = verify_stores(source, args.to, batch_size=args.batch_size)
+    _print_comparison(comparison)
+    if not comparison.ok:
+        print(f"vareon: error: {', '.join(t.name for t in comparison.mismatched)} differ", file=sys.stderr)
+        return 1
+    print(f"{comparison.rows} rows in {len(comparison.tables) - 1} tables: the same in both")
+    return 0
+
+
+def _print_comparison(comparison: Comparison) -> None:
+    """Each table's rows and checksum on both sides (checksums shortened to 16 digits)."""
+    width = max(len(t.name) for t in comparison.tables)
+    print(f"{'table':<{width}}  {'source':>10}  {'target':>10}  checksum (sha256)")
+    for t in comparison.tables:
+        if t.ok:
+            verdict = f"{t.source_checksum[:16]}  ok"
+        else:
+            verdict = (
+                f"{t.source_checksum[:16] or '-':<16} / {t.target_checksum[:16] or '-':<16}"
+                f"  DIFFERS: {t.difference}"
+            )
+        print(f"{t.name:<{width}}  {t.source_rows:>10}  {t.target_rows:>10}  {verdict}")
+
+
 def _existing_config(path: str) -> Path:
     candidate = Path(path)
     if not candidate.exists():
@@ -192,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", default="config.toml", help="path of config.toml (default: %(default)s)")
     verify.set_defaults(func=_cmd_user_verify)
 
+    _db_parser(commands)
+
     bench = commands.add_parser("bench", help="run a benchmark, print it and write JSON")
     bench.add_argument("name", help="kernel, http, agents, telemetry, scheduler (whichever are installed)")
     bench.add_argument("--output", default="bench-results", help="directory for the JSON result (default: %(default)s)")
@@ -201,6 +296,65 @@ def build_parser() -> argparse.ArgumentParser:
     for point in sorted(entry_points(group=COMMAND_GROUP), key=lambda p: p.name):
         point.load()(commands)
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _db_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vareon db check|copy|verify``."""
+    db = commands.add_parser("db", help="the store: check it, copy it to another database, verify a copy")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    config_help = "path of config.toml, whose store is the default (default: %(default)s)"
+    batch_help = "rows per batch (default: %(default)s)"
+
+    check = actions.add_parser(
+        "check",
+        help="revision, pending migrations, rows per table and size of the store",
+        description="Report on the store without changing it; safe while the runtime runs.",
+    )
+    check.add_argument("--url", default=None, help="a database URL instead of the configured store")
+    check.add_argument("--config", default="config.toml", help=config_help)
+    check.set_defaults(func=_cmd_db_check)
+
+    copy = actions.add_parser(
+        "copy",
+        help="copy the stopped store into an empty database and verify it",
+        description=(
+            "Copy every table of the store (SQLite to PostgreSQL, or back) into an empty database,"
+            " migrated to the store's revision, then compare row counts and checksums of every"
+            " table and keep the copy only if all match. The runtime must be stopped. The source"
+            " is never changed. A password is best kept out of the URL: libpq reads PGPASSWORD"
+            " and ~/.pgpass."
+        ),
+    )
+    copy.add_argument(
+        "--to", required=True, metavar="URL", help="the empty target, e.g. postgresql+psycopg://vareon@127.0.0.1/vareon"
+    )
+    copy.add_argument("--from", dest="source", default=None, metavar="URL", help="the source (default: the configured store)")
+    copy.add_argument("--config", default="config.toml", help=config_help)
+    copy.add_argument("--batch-size", type=_at_least_one, default=1000, metavar="N", help=batch_help)
+    copy.set_defaults(func=_cmd_db_copy)
+
+    verify = actions.add_parser(
+        "verify",
+        help="compare two stores table by table (row counts and checksums)",
+        description="Compare a store with its copy, e.g. before deleting the old SQLite file.",
+    )
+    verify.add_argument("--to", required=True, metavar="URL", help="the copy")
+    verify.add_argument(
+        "--from", dest="source", default=None, metavar="URL", help="the original (default: the configured store)"
+    )
+    verify.add_argument("--config", default="config.toml", help=config_help)
+    verify.add_argument("--batch-size", type=_at_least_one, default=1000, metavar="N", help=batch_help)
+    verify.set_defaults(func=_cmd_db_verify)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,12 +13,79 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
 
 from vareon_runtime.checks import check_counts, check_seconds
+from vareon_runtime.errors import ConfigError
 
-__all__ = ["SQLITE_SYNCHRONOUS", "Engines", "create_engines"]
+__all__ = ["POSTGRES_INSTALL", "SQLITE_SYNCHRONOUS", "Engines", "check_driver", "create_engines", "shown_url"]
 
 SQLITE_SYNCHRONOUS = ("full", "normal")
+
+POSTGRES_INSTALL = "pip install 'vareon-runtime[postgres]' (in a clone: pip install -e '.[postgres]')"
+"""The command that installs the PostgreSQL driver (the ``postgres`` extra: psycopg 3)."""
+
+# libpq's connection settings: a server that does not answer fails a connection attempt within
+# seconds rather than the kernel's two minutes, and a connection whose server vanished without
+# a word (a cable, a crashed VM) is found dead by TCP keepalives within about a minute instead
+# of holding the single writer until the kernel gives up.
+_POSTGRES_CONNECT = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def shown_url(url: str | URL) -> str:
+    """``url`` as it may be shown: in messages, logs and reports, without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def check_driver(url: str | URL) -> None:
+    """Fail, naming the fix, when ``url``'s database cannot be opened for want of its driver.
+
+    SQLite's driver is in the standard library; PostgreSQL's, psycopg 3, comes with the
+    ``postgres`` extra. Without this check a missing driver surfaces as a
+    ``ModuleNotFoundError`` deep inside SQLAlchemy's dialect loading.
+
+    Raises:
+        ConfigError: the driver cannot be imported (the message says which and how to install
+            it), or ``url`` is not a URL of a backend the store runs on.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        # Not echoed: an unreadable URL cannot have its password hidden.
+        raise ConfigError(
+            "the database URL cannot be read; write it as sqlite:////path/to/vareon.db or"
+            " postgresql+psycopg://user@host:5432/dbname"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"the store runs on SQLite or PostgreSQL, not {parsed.drivername}:// ({shown_url(parsed)})"
+        )
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        dialect = parsed.get_dialect()
+    except ArgumentError:  # an unknown backend or driver: create_engines says which are supported
+        return
+    if getattr(dialect, "is_async", False):
+        raise ConfigError(
+            f"{parsed.drivername}:// is an asyncio driver, which the store's worker threads cannot"
+            f" use; write postgresql+psycopg:// ({shown_url(parsed)})"
+        )
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = getattr(exc, "name", None) or parsed.get_driver_name()
+        fix = POSTGRES_INSTALL if parsed.get_driver_name() == "psycopg" else f"pip install {module}"
+        raise ConfigError(
+            f"the database {shown_url(parsed)} needs the Python driver {module!r}, which is not"
+            f" installed ({exc}); install it with: {fix}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +124,8 @@ def create_engines(
     Raises:
         ValueError: an argument is out of range, the URL is not a file SQLite URL or names an
             unsupported backend.
+        ConfigError: the URL's driver is not installed (PostgreSQL without the ``postgres``
+            extra).
     """
     sync = sqlite_synchronous.lower()
     if sync not in SQLITE_SYNCHRONOUS:
@@ -70,6 +139,7 @@ def create_engines(
     if backend == "sqlite":
         return _sqlite_engines(parsed, sync, read_pool_size, busy_timeout)
     if backend == "postgresql":
+        check_driver(parsed)
         return _postgresql_engines(parsed, read_pool_size)
     raise ValueError(
         f"the store supports sqlite:/// and postgresql+psycopg:// URLs, not {parsed.drivername}://"
@@ -136,9 +206,16 @@ def _configure_sqlite(engine: Engine, pragmas: tuple[str, ...], *, begin: str) -
 def _postgresql_engines(url: URL, read_pool_size: int) -> Engines:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
+    # What the URL sets itself (?connect_timeout=3) wins over these defaults.
+    connect = {key: value for key, value in _POSTGRES_CONNECT.items() if key not in url.query}
     # pre_ping: a server restart must cost one reconnect, not one failed write per connection.
     writer = create_engine(
-        url, pool_size=1, max_overflow=0, pool_pre_ping=True, hide_parameters=True
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        connect_args=connect,
     )
     reader = create_engine(
         url,
@@ -147,6 +224,6 @@ def _postgresql_engines(url: URL, read_pool_size: int) -> Engines:
         pool_pre_ping=True,
         hide_parameters=True,
         # Reads go through the reader pool only; a write slipped into read() fails loudly.
-        connect_args={"options": "-c default_transaction_read_only=on"},
+        connect_args={**connect, "options": "-c default_transaction_read_only=on"},
     )
     return Engines(writer=writer, reader=reader)
