@@ -24,12 +24,13 @@ from typing import Any, TypeVar
 import outcome
 import trio
 from sqlalchemy.engine import MappingResult, Result, Row, RowMapping, ScalarResult
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from vareon_runtime.checks import check_counts
 from vareon_runtime.errors import StoreClosedError, StoreError, StoreUsageError, VareonError
 from vareon_runtime.store.engine import Engines, create_engines
+from vareon_runtime.store.lock import StoreLock
 from vareon_runtime.store.models import Base
 
 __all__ = ["Store"]
@@ -55,6 +56,16 @@ _QUEUED, _IN_FLIGHT, _CANCELLED = range(3)
 # (the COMMIT itself failed) is the rest re-run one write per transaction: doing that at the
 # first failure would stall every writer for up to 512 fsyncs (seconds on an SD card) because of
 # one caller's unique violation.
+
+# Where a write transaction was when it failed, and what _transaction says when the database,
+# not a write, is at fault: _UNREACHABLE (it could not begin, or broke at COMMIT, where whether
+# it committed is unknown: never re-run) and _LOST (it broke before COMMIT: nothing committed).
+_BEGIN, _WRITE, _COMMIT = range(3)
+_UNREACHABLE, _LOST = -2, -3
+_BROKE = "the connection to the database broke"
+_BROKE_AT_COMMIT = (
+    "the connection to the database broke during COMMIT, so whether it was committed is unknown"
+)
 
 # The most reads one reader loop runs in one hop: enough to amortise the hop, small enough that
 # a batch never keeps a read snapshot open for long.
@@ -113,6 +124,7 @@ class Store:
         self._migrate = migrate
         self._migrations = tuple(migrations)
         self._engines: Engines | None = None
+        self._lock: StoreLock | None = None
         self._state = _NEW
         self._queue: deque[_Job] = deque()
         self._cancelled_in_queue = 0
@@ -208,7 +220,7 @@ class Store:
             with trio.CancelScope(shield=True):
                 self._fail_queued("the store stopped before this write was committed")
                 self._fail_reads("the store stopped before this read ran")
-                await trio.to_thread.run_sync(engines.dispose)
+                await trio.to_thread.run_sync(self._dispose, engines)
                 self._state = _CLOSED
                 self._stopped.set()
                 logger.info("store closed: %s", self._stats)
@@ -404,14 +416,18 @@ class Store:
     # -- worker threads -------------------------------------------------------------------
 
     def _open(self) -> Engines:
-        """Create the engines and apply the migrations (writer thread)."""
+        """Create the engines, hold the database shared, apply the migrations (writer thread)."""
         engines = create_engines(
             self._url,
             sqlite_synchronous=self._sqlite_synchronous,
             read_pool_size=self._read_pool_size,
             busy_timeout=self._busy_timeout,
         )
+        lock = self._lock = StoreLock(self._url)
         try:
+            # Held until the store closes: `vareon db copy` refuses to move a database a store
+            # has open, and a store refuses to open one a copy is moving.
+            lock.hold_shared(wait=self._busy_timeout)
             if self._migrate:
                 from vareon_runtime.store.migrate import migrate
 
@@ -425,8 +441,15 @@ class Store:
                     raise StoreError(f"cannot open the database: {exc}") from exc
         except BaseException:
             engines.dispose()
+            lock.release()
             raise
         return engines
+
+    def _dispose(self, engines: Engines) -> None:
+        """Close the engines' connections and let go of the database (a worker thread)."""
+        engines.dispose()
+        if self._lock is not None:
+            self._lock.release()
 
     def _commit(self, batch: list[_Job]) -> int:
         """Commit ``batch``, deciding every write's outcome (writer thread).
@@ -437,14 +460,26 @@ class Store:
         self._hop_started = True
         pending = batch
         careful = False
+        retried = False
         transactions = 0
         # Ends: after the first pass every pass is careful, and each either commits, pins a
-        # write (pending shrinks) or cannot pin the failure (break).
+        # write (pending shrinks) or cannot pin the failure (break); a database that cannot be
+        # reached ends it at once, after one retry when the connection broke mid-transaction.
         while True:
             transactions += 1
             failed_at = self._transaction(pending, careful=careful)
             if failed_at is None:
                 return transactions
+            if failed_at == _LOST and not retried:
+                # Nothing of the batch was committed (the connection broke before COMMIT); the
+                # pool reconnects, so a server that restarted takes the batch on the next try.
+                retried = True
+                logger.warning(
+                    "the database connection broke during a batch of %d writes; retrying it once", len(pending)
+                )
+                continue
+            if failed_at in (_LOST, _UNREACHABLE):
+                return transactions  # every write has the error: no re-run can pin it on one
             if failed_at >= 0:
                 pending = pending[:failed_at] + pending[failed_at + 1 :]
                 if not pending:
@@ -453,9 +488,12 @@ class Store:
                 break
             careful = True
         logger.debug("re-running %d writes one per transaction", len(pending))
-        for slot in pending:
+        for position, slot in enumerate(pending):
             transactions += 1
-            self._transaction([slot], careful=True)
+            if self._transaction([slot], careful=True) in (_LOST, _UNREACHABLE):
+                for rest in pending[position + 1 :]:
+                    rest.outcome = slot.outcome
+                break
         return transactions
 
     def _transaction(self, slots: list[_Job], *, careful: bool) -> int | None:
@@ -466,17 +504,22 @@ class Store:
 
         Returns:
             None when all committed (each slot's outcome is its result); the index of the write
-            that failed (its outcome is the error, the others are undecided); or -1 when the
+            that failed (its outcome is the error, the others are undecided); -1 when the
             failure cannot be pinned on one write (every outcome is set to the error, which
-            stands only if no later pass decides otherwise).
+            stands only if no later pass decides otherwise); ``_UNREACHABLE`` when the
+            transaction could not begin (the server is down, or SQLite stayed locked past
+            ``busy_timeout``) or the connection broke at COMMIT, and ``_LOST`` when it broke
+            before COMMIT: every outcome is set to the error.
         """
         assert self._engines is not None
         results: list[Any] = []
         index = -1
+        phase = _BEGIN
         try:
             with Session(self._engines.writer, expire_on_commit=False) as session:
                 # Begin now, so a lock timeout or a lost connection is not blamed on a write.
                 session.connection()
+                phase = _WRITE
                 for index, slot in enumerate(slots):
                     result = slot.fn(session)
                     if careful:
@@ -484,8 +527,15 @@ class Store:
                     _check_result(result, slot.fn)
                     results.append(result)
                 index = -1
+                phase = _COMMIT
                 session.commit()
         except Exception as exc:
+            unavailable = _unavailable(exc, phase)
+            if unavailable is not None:
+                logger.warning("%d writes refused: %s", len(slots), unavailable)
+                for slot in slots:
+                    slot.outcome = outcome.Error(_translate(exc, "write", slot.fn, unavailable))
+                return _LOST if phase == _WRITE else _UNREACHABLE
             if len(slots) == 1:
                 index = 0
             elif not careful and index > 0:
@@ -515,14 +565,19 @@ class Store:
         assert self._engines is not None
         with Session(self._engines.reader) as session:
             for slot in batch:
-                try:
-                    result = slot.fn(session)
-                    _check_result(result, slot.fn)
-                except Exception as exc:
-                    slot.outcome = outcome.Error(_translate(exc, "read", slot.fn))
-                    session.rollback()
-                else:
-                    slot.outcome = outcome.Value(result)
+                for attempt in (1, 2):
+                    try:
+                        result = slot.fn(session)
+                        _check_result(result, slot.fn)
+                    except Exception as exc:
+                        session.rollback()
+                        unavailable = _unavailable(exc, _WRITE)
+                        if unavailable == _BROKE and attempt == 1:
+                            continue  # a read is safe to run again: once, on a new connection
+                        slot.outcome = outcome.Error(_translate(exc, "read", slot.fn, unavailable))
+                    else:
+                        slot.outcome = outcome.Value(result)
+                    break
                 session.expunge_all()
 
 
@@ -530,7 +585,25 @@ def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _translate(exc: Exception, what: str, fn: Callable[..., Any] | None) -> Exception:
+def _unavailable(exc: Exception, phase: int) -> str | None:
+    """Why no write of the transaction could succeed now, or None when a write may be at fault.
+
+    The transaction could not begin (the server is down or refuses connections, SQLite stayed
+    locked past ``busy_timeout``), or its connection broke (a server restart, a network cut):
+    the pool replaces a broken connection, so the next transaction reconnects by itself.
+    """
+    if not isinstance(exc, DBAPIError):
+        return None
+    if exc.connection_invalidated:
+        return _BROKE_AT_COMMIT if phase == _COMMIT else _BROKE
+    if phase == _BEGIN and isinstance(exc, OperationalError):
+        return "no transaction could begin: the database is unreachable, or locked past busy_timeout"
+    return None
+
+
+def _translate(
+    exc: Exception, what: str, fn: Callable[..., Any] | None, unavailable: str | None = None
+) -> Exception:
     """Map an exception from the worker thread to what the caller gets."""
     if isinstance(exc, VareonError) or not isinstance(exc, SQLAlchemyError):
         # Our own refusals pass through; anything else is a bug in fn, which its author
@@ -541,7 +614,11 @@ def _translate(exc: Exception, what: str, fn: Callable[..., Any] | None) -> Exce
     else:
         detail = f"{type(exc).__name__}: {exc}"
     where = f"{what} {_name(fn)}" if fn is not None else what
-    error = StoreError(f"the database refused the {where}: {detail}")
+    if unavailable is not None:
+        message = f"the {where} was not done ({unavailable}): {detail}"
+    else:
+        message = f"the database refused the {where}: {detail}"
+    error = StoreError(message)
     error.__cause__ = exc
     return error
 
