@@ -153,7 +153,11 @@ time.sleep(600)
 async def test_kill_9_of_the_agent_brings_a_new_pid(kit: AgentKit, agents: Agents) -> None:
     with trio.fail_after(TIMEOUT):
         agent = await kit.create(agents, SLEEPER)
-        first = await agents.start(agent.id)
+        with kit.bus.subscribe(f"agent.{agent.id}.log") as lines:
+            first = await agents.start(agent.id)
+            # Killed once it has spoken on stderr, not before or after as it happens: the exit's
+            # reason quotes the last stderr line when there is one.
+            await until(lines, lambda d: d["stream"] == "stderr" and d["line"] == "warming up")
         assert first.pid is not None
         with kit.bus.subscribe(f"agent.{agent.id}.status") as statuses:
             killed_at = trio.current_time()
@@ -163,7 +167,8 @@ async def test_kill_9_of_the_agent_brings_a_new_pid(kit: AgentKit, agents: Agent
         assert latency < 1.0, f"crash to running took {latency:.3f}s"
         state = await kit.assert_consistent(agents, agent.id)
         assert state.pid == back["pid"] and state.restarts == 1
-        assert state.exit_code == -signal.SIGKILL and state.last_error == "killed by SIGKILL"
+        assert state.exit_code == -signal.SIGKILL
+        assert state.last_error == "killed by SIGKILL (last stderr line: 'warming up')"
         assert gone(first.pid)
 
 
