@@ -349,8 +349,9 @@ async def _reconnect_delays(
     nursery: trio.Nursery, store: Store, bus: EventBus, log_records: LogRecords, handler: Any, settings: Any, drops: int
 ) -> tuple[list[float], int]:
     """Connect a device to a TCP device that ends each connection with ``handler``; once the link
-    dropped ``drops`` times, disconnect it. Returns the delays the keeper logged before each
-    reconnection, and how many connections the device accepted."""
+    dropped ``drops + 1`` times (the keeper logs the delay after a drop is published, and before
+    the next one), disconnect it. Returns the delays the keeper logged after the first ``drops``
+    drops, and how many connections the device accepted."""
     accepted: list[float] = []
     port = await _drops_connections(nursery, handler, accepted)
     run = await start_device_module(nursery, store, bus, settings=settings)
@@ -359,7 +360,7 @@ async def _reconnect_delays(
         device = await devices.create({"name": "flaky", "connectionString": f"tcp://127.0.0.1:{port}"})
         with status_events(bus, device.id) as events, trio.fail_after(TIMEOUT):
             await devices.connect(device.id)
-            for _ in range(drops):
+            for _ in range(drops + 1):
                 await until_status(
                     events,
                     lambda data: data["status"] == "disconnected"
