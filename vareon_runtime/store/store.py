@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from vareon_runtime.checks import check_counts
 from vareon_runtime.errors import StoreClosedError, StoreError, StoreUsageError, VareonError
+from vareon_runtime.latency import STORE_BUCKETS, LatencyHistogram
 from vareon_runtime.store.engine import Engines, create_engines
 from vareon_runtime.store.lock import StoreLock
 from vareon_runtime.store.models import Base
@@ -148,6 +149,9 @@ class Store:
             "reads": 0,
             "read_batches": 0,
         }
+        self.commit_latency = LatencyHistogram(STORE_BUCKETS)
+        """Seconds each batch took from the writer taking it to its acknowledgement: the thread
+        hop, the transaction and its COMMIT (its fsync); what ``GET /metrics`` shows."""
 
     @property
     def queue_depth(self) -> int:
@@ -313,6 +317,7 @@ class Store:
             if not batch:
                 continue
             self._hop_started = False
+            taken = trio.current_time()
             try:
                 transactions = await trio.to_thread.run_sync(
                     self._commit, batch, limiter=self._writer_limiter
@@ -332,6 +337,7 @@ class Store:
                     self._acknowledge(batch, 0)
                 raise
             self._acknowledge(batch, transactions)
+            self.commit_latency.observe(trio.current_time() - taken)
 
     async def _reader_loop(self) -> None:
         """Run queued reads in batches, one thread hop per batch, until cancelled."""
