@@ -238,6 +238,116 @@ def _print_comparison(comparison: Comparison) -> None:
         print(f"{t.name:<{width}}  {t.source_rows:>10}  {t.target_rows:>10}  {verdict}")
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from .backup import backup
+
+    config = _load_for_command(args.config)
+    result = backup(config, Path(args.path), force=args.force)
+    database = result.manifest["database"]
+    files = result.manifest["files"]
+    size = sum(entry["size"] for entry in files)
+    print(f"wrote {result.path}: {len(files)} files, {size} bytes")
+    if result.database_included:
+        revisions = ", ".join(f"{name} {revision}" for name, revision in sorted(database["revisions"].items()))
+        print(f"the store: a consistent copy ({database['pages']} pages, quick_check ok); schema: {revisions}")
+    for line in result.advice:
+        print(line)
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from .backup import restore
+
+    config = _load_for_command(args.config)
+    result = restore(config, Path(args.path), force=args.force)
+    print(f"restored the store to {result.database} and {len(result.files)} data files")
+    for kept in result.kept:
+        print(f"kept what was there as {kept}")
+    if result.pending:
+        print(f"the backup is older than this installation: {', '.join(result.pending)} will be migrated when the runtime starts")
+    print(f"start it with: vareon run --config {args.config}")
+    return 0
+
+
+def _backup_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vareon backup PATH`` and ``vareon restore PATH``."""
+    config_help = "path of config.toml (default: %(default)s)"
+    made = commands.add_parser(
+        "backup",
+        help="write a consistent copy of the store and the data files, also while the runtime runs",
+        description=(
+            "Copy the SQLite store (SQLite's online backup API: one consistent snapshot, also"
+            " while the runtime writes) and the data directory's files (uploads left out) into"
+            " PATH: a .tar.gz or .tgz file, or a directory, with a manifest of versions, schema"
+            " revisions, sizes and sha256. For a PostgreSQL store the pg_dump command is printed."
+        ),
+    )
+    made.add_argument("path", help="where to write it: box.tar.gz, or a directory")
+    made.add_argument("--config", default="config.toml", help=config_help)
+    made.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    made.set_defaults(func=_cmd_backup)
+
+    back = commands.add_parser(
+        "restore",
+        help="put a backup back in place of the store (the runtime stopped)",
+        description=(
+            "Check a backup (every sha256), refuse one whose schema is newer than this"
+            " installation, refuse while the runtime runs, then put its store and data files in"
+            " place. An existing store or file is replaced only with --force and kept beside as"
+            " <name>.before-restore."
+        ),
+    )
+    back.add_argument("path", help="the backup: a .tar.gz or a directory made by `vareon backup`")
+    back.add_argument("--config", default="config.toml", help=config_help)
+    back.add_argument("--force", action="store_true", help="replace the existing store (kept as *.before-restore)")
+    back.set_defaults(func=_cmd_restore)
+
+
+def _cmd_service(args: argparse.Namespace) -> int:
+    from .service import Service
+
+    service = Service.here(name=args.name)
+    if args.service_command == "install":
+        config = _existing_config(args.config).resolve()
+        stop_timeout = _load_for_command(str(config)).runtime.shutdown_timeout
+        lines = service.install(config, dry_run=args.dry_run, force=args.force, stop_timeout=stop_timeout)
+    elif args.service_command == "uninstall":
+        lines = service.uninstall(dry_run=args.dry_run)
+    else:
+        state = service.status()
+        print(state.line())
+        return 0 if state.running else 3
+    print("\n".join(lines))
+    return 0
+
+
+def _service_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vareon service install|status|uninstall``."""
+    service = commands.add_parser(
+        "service",
+        help="start the runtime at boot: a systemd unit, or a Termux:Boot script",
+        description=(
+            "install writes and enables a systemd unit (a system unit as root, run as the user"
+            " who called sudo; a --user unit otherwise), restarted on failure, or on Termux a"
+            " Termux:Boot script; status says whether it runs; uninstall stops and removes it."
+        ),
+    )
+    actions = service.add_subparsers(dest="service_command", required=True, metavar="ACTION")
+    install = actions.add_parser("install", help="write and enable the unit (or the boot script)")
+    install.add_argument("--config", default="config.toml", help="the config it runs with (default: %(default)s)")
+    install.add_argument("--dry-run", action="store_true", help="print what it would write and run, change nothing")
+    install.add_argument("--force", action="store_true", help="replace a different unit of the same name")
+    install.add_argument("--name", default="vareon", help="the unit's name (default: %(default)s)")
+    install.set_defaults(func=_cmd_service)
+    status = actions.add_parser("status", help="whether it runs (systemctl is-active, or the boot script's pid)")
+    status.add_argument("--name", default="vareon", help="the unit's name (default: %(default)s)")
+    status.set_defaults(func=_cmd_service)
+    uninstall = actions.add_parser("uninstall", help="stop, disable and remove it")
+    uninstall.add_argument("--dry-run", action="store_true", help="print what it would run, change nothing")
+    uninstall.add_argument("--name", default="vareon", help="the unit's name (default: %(default)s)")
+    uninstall.set_defaults(func=_cmd_service)
+
+
 def _existing_config(path: str) -> Path:
     candidate = Path(path)
     if not candidate.exists():
@@ -286,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_cmd_user_verify)
 
     _db_parser(commands)
+
+    _backup_parsers(commands)
+    _service_parser(commands)
 
     bench = commands.add_parser("bench", help="run a benchmark, print it and write JSON")
     bench.add_argument("name", help="kernel, http, agents, telemetry, scheduler (whichever are installed)")
