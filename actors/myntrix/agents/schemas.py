@@ -60,7 +60,7 @@ class RestartType(str, enum.Enum):
     """OTP's restart types, for the agent's process."""
 
     PERMANENT = "permanent"  # restarted whenever it exits
-    TRANSIENT = "transient"  # restarted only after an abnormal exit (non-zero, signal, heartbeat)
+    TRANSIENT = "transient"  # restarted only after an abnormal exit (non-zero, signal, heartbeat); the default
     TEMPORARY = "temporary"  # never restarted
 
 
@@ -133,7 +133,16 @@ class AgentConfig(CamelModel):
             " PYTHONUNBUFFERED=1 is set unless given here, so Python agents' output shows at once."
         ),
     )
-    restart: RestartType = Field(RestartType.PERMANENT, description="permanent, transient or temporary.")
+    # transient by default, as supervisord's autorestart=unexpected: an exit 0 means done. A stored
+    # configuration holds its restart as written (every field is stored), so the agents made when
+    # the default was permanent stay permanent.
+    restart: RestartType = Field(
+        RestartType.TRANSIENT,
+        description=(
+            "transient (the default): restarted after an unexpected exit (non-zero, a signal, a lost"
+            " heartbeat), an exit 0 is done; permanent: restarted whenever it exits; temporary: never."
+        ),
+    )
     max_restarts: int = Field(5, ge=0, le=10_000, description="Restarts allowed within period; one more and the agent is marked error.")
     period: float = Field(60.0, gt=0, le=86400, description="Seconds over which restarts are counted.")
     backoff_initial: float = Field(0.5, ge=0, le=3600, description="Seconds before the second restart within period (the first is immediate); doubles each time.")
