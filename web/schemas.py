@@ -42,7 +42,6 @@ Timestamp = Annotated[
 
 # Bounds that only keep absurd input out (a megabyte "password" would still cost a KDF run).
 _NAME = Field(min_length=1, max_length=64)
-_EMAIL = Field(min_length=3, max_length=254)
 _SECRET = Field(min_length=1, max_length=PASSWORD_MAX)
 _TOKEN = Field(min_length=1, max_length=4096)
 
@@ -63,9 +62,17 @@ class ErrorResponse(BaseModel):
 
 
 class RegisterRequest(BaseModel):
-    username: str = _NAME
-    email: str = _EMAIL
-    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    # Bounds of shape only: the auth service checks the rules, every field in one pass, so that a
+    # bad email and a short password are refused together. The schema documents the rules.
+    username: str = Field(
+        max_length=64, description="3 to 64 letters, digits, `_`, `.`, `-`.", json_schema_extra={"minLength": 3}
+    )
+    email: str = Field(max_length=254, description="An address like name@example.com.", json_schema_extra={"minLength": 3})
+    password: str = Field(
+        max_length=PASSWORD_MAX,
+        description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters.",
+        json_schema_extra={"minLength": PASSWORD_MIN},
+    )
 
 
 class TokenRequest(BaseModel):

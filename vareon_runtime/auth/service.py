@@ -19,7 +19,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import delete, func, select, update
@@ -135,6 +135,32 @@ def check_password(password: str) -> str:
             details={"field": "password"},
         )
     return password
+
+
+def _check_fields(*checks: tuple[Callable[[Any], object], Any]) -> None:
+    """Run every ``(check, value)`` and report every field's problem in one refusal.
+
+    One problem is raised as its check raised it; several are joined, in field order, into one
+    message, with ``details`` naming the first field and listing each (``problems``), so a form
+    can mark every field at once instead of one per attempt.
+
+    Raises:
+        InvalidRequestError: at least one check refused its value.
+    """
+    refused: list[InvalidRequestError] = []
+    for check, value in checks:
+        try:
+            check(value)
+        except InvalidRequestError as exc:
+            refused.append(exc)
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        problems = [{"field": (exc.details or {}).get("field"), "message": exc.message} for exc in refused]
+        raise InvalidRequestError(
+            "; ".join(exc.message for exc in refused),
+            details={"field": problems[0]["field"], "problems": problems},
+        )
 
 
 class _Account(BaseModel):
@@ -274,9 +300,7 @@ class Auth:
                 details={"field": "email"},
             )
         # Checked before counting: only a registration that will cost a hash uses the budget.
-        check_username(username)
-        check_email(email)
-        check_password(password)
+        _check_fields((check_username, username), (check_email, email), (check_password, password))
         if client:
             self.registrations.take(f"addr:{address_key(client)}")
         user = await self._create(username, email, password, Role.VIEWER, verified=False)
