@@ -1,10 +1,16 @@
 """The simulators from a shell: ``python -m actors.myntrix.devices.simulator marlin|scpi [...]``
-serves one until interrupted and prints the connection string to give Vareon."""
+serves one until stopped and prints the connection string to give Vareon.
+
+Ctrl-C (SIGINT), SIGTERM (``kill``, ``kill %1`` for a job started with ``&``) and SIGHUP (the
+terminal closed) all stop it the same way: the pty closed, its ``ttySIM0`` link removed (and the
+temp directory made for it), then the process exits with status 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -16,7 +22,10 @@ from .marlin import MarlinPrinter
 from .scpi import ScpiInstrument
 from .transport import PtySimulator, SimulatedDevice, TcpSimulator
 
-__all__ = ["main"]
+__all__ = ["STOP_SIGNALS", "main"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a simulator cleanly."""
 
 
 def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -47,17 +56,23 @@ async def _serve_forever(arguments: argparse.Namespace) -> None:
             directory = made = Path(tempfile.mkdtemp(prefix="vareon-sim-"))
         simulator = PtySimulator(device, directory)
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(simulator.run)
-            print(simulator.connection_string, flush=True)
-            print(f"simulated {arguments.device} ready; Ctrl-C to stop", file=sys.stderr, flush=True)
+        # Python's default for SIGTERM and SIGHUP ends the process where it stands, leaving the
+        # link behind: every stop goes through the cancellation that removes it.
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(simulator.run)
+                print(simulator.connection_string, flush=True)
+                print(f"simulated {arguments.device} ready; Ctrl-C or SIGTERM to stop", file=sys.stderr, flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a simulator from the command line until interrupted."""
+    """Run a simulator from the command line until one of :data:`STOP_SIGNALS`."""
     arguments = _parse_arguments(argv)
     status = 0
     try:
