@@ -89,6 +89,46 @@ def _cmd_user_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token(args: argparse.Namespace) -> int:
+    config = _load_for_command(args.config)
+    password = _read_password(args.password_env, confirm=False)
+
+    async def sign_in(auth: Auth) -> str:
+        # The same sign-in as POST /api/token, on the same store and JWT key (the data directory):
+        # a running runtime admits the token.
+        pair = await auth.login(args.username, password, None)
+        return pair.access_token
+
+    print(_with_auth(config, sign_in))
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    import trio
+
+    from .watch import watch_device, watch_topics
+
+    if bool(args.topics) == (args.device is not None):
+        raise VareonError("give topics (say 'agent.*') or --device ID, not both, not neither")
+    token = os.environ.get(args.token_env)
+    if not token:
+        raise VareonError(
+            f"{args.token_env} is not set; export {args.token_env}=$(vareon token USER --password-env VAR)"
+        )
+    base = args.url or _local_url(args.config)
+    out, err = sys.stdout, sys.stderr
+    if args.device is not None:
+        return trio.run(lambda: watch_device(base, token, args.device, count=args.count, out=out, err=err))
+    return trio.run(lambda: watch_topics(base, token, args.topics, count=args.count, out=out, err=err))
+
+
+def _local_url(config_path: str) -> str:
+    """The configured runtime's address, as this machine reaches it (a wildcard is loopback)."""
+    server = _load_for_command(config_path).server
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(server.host, server.host)
+    return f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
+
+
 def _load_for_command(path: str) -> Config:
     from .config import load_config
     from .logs import configure_logging
@@ -99,8 +139,8 @@ def _load_for_command(path: str) -> Config:
     return config
 
 
-def _read_password(variable: str | None) -> str:
-    """The new user's password: from the named variable, a prompt (twice), or one stdin line."""
+def _read_password(variable: str | None, *, confirm: bool = True) -> str:
+    """A password: from the named variable, a prompt (twice when ``confirm``), or one stdin line."""
     if variable is not None:
         value = os.environ.get(variable)
         if not value:
@@ -108,7 +148,7 @@ def _read_password(variable: str | None) -> str:
         return value
     if sys.stdin.isatty():
         first = getpass.getpass("password: ")
-        if getpass.getpass("password again: ") != first:
+        if confirm and getpass.getpass("password again: ") != first:
             raise VareonError("the two passwords differ; nothing was created")
         return first
     line = sys.stdin.readline()
@@ -395,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", default="config.toml", help="path of config.toml (default: %(default)s)")
     verify.set_defaults(func=_cmd_user_verify)
 
+    _token_parser(commands)
+    _watch_parser(commands)
     _db_parser(commands)
 
     _backup_parsers(commands)
@@ -419,6 +461,50 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vareon token USER``."""
+    token = commands.add_parser(
+        "token",
+        help="sign in as a user and print an access token",
+        description=(
+            "Sign in as USER against the configured store and print an access token, for"
+            " `Authorization: Bearer <token>`; it works while the runtime runs (the same store and"
+            " JWT key) and expires after [auth] access_token_ttl seconds (15 minutes by default)."
+            " The password comes from the variable named by --password-env, else from a prompt,"
+            " else from one line of stdin; never from the command line."
+        ),
+    )
+    token.add_argument("username")
+    token.add_argument(
+        "--password-env", metavar="VAR", default=None, help="environment variable holding the password"
+    )
+    token.add_argument("--config", default="config.toml", help="path of config.toml (default: %(default)s)")
+    token.set_defaults(func=_cmd_token)
+
+
+def _watch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vareon watch TOPIC... | --device ID``."""
+    watch = commands.add_parser(
+        "watch",
+        help="print live events of topics (or a device's telemetry), one JSON object a line",
+        description=(
+            "Connect to the runtime's WebSocket and print each event, one JSON object a line, until"
+            " --count events or Ctrl-C. Topics are patterns: agent.<id>.status, agent.*, * (the"
+            " list: docs/websocket.md). --device ID follows one device's telemetry stream instead."
+            " The access token comes from the variable named by --token-env."
+        ),
+    )
+    watch.add_argument("topics", nargs="*", metavar="TOPIC", help="a topic or pattern to subscribe to")
+    watch.add_argument("--device", metavar="ID", default=None, help="a device's telemetry and status instead of topics")
+    watch.add_argument("--count", type=int, default=None, metavar="N", help="stop after N events")
+    watch.add_argument(
+        "--token-env", metavar="VAR", default="TOKEN", help="variable holding the access token (default: %(default)s)"
+    )
+    watch.add_argument("--url", default=None, help="the runtime's address (default: from --config, e.g. http://127.0.0.1:8000)")
+    watch.add_argument("--config", default="config.toml", help="path of config.toml (default: %(default)s)")
+    watch.set_defaults(func=_cmd_watch)
 
 
 def _db_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
