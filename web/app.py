@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_json
-from quart import Blueprint, Response, current_app, request, send_from_directory
+from quart import Blueprint, Response, current_app, redirect, request, send_from_directory
 from quart.json.provider import DefaultJSONProvider
 from quart_schema import (
     HttpSecurityScheme,
@@ -241,7 +241,10 @@ def create_app(ctx: RuntimeContext) -> QuartTrio:
             description=(
                 "The HTTP API of one Vareon runtime. Get a token from `POST /api/token` and"
                 " send it as `Authorization: Bearer <token>` (or use Authorize). Errors are"
-                ' `{"error": {"code", "message", "details"}}`.'
+                ' `{"error": {"code", "message", "details"}}`.\n\n'
+                "The WebSocket endpoints, `/api/websocket` (live events by topic) and"
+                " `/ws/myntrix/telemetry/{deviceId}` (one device's telemetry), are described in"
+                " AsyncAPI 3.0 at [/asyncapi.json](/asyncapi.json)."
             ),
         ),
         security_schemes={
@@ -260,6 +263,8 @@ def create_app(ctx: RuntimeContext) -> QuartTrio:
     for endpoint in ("openapi", "swagger_ui"):
         app.view_functions[endpoint] = public(_wrap(app.view_functions[endpoint]))
     app.add_url_rule(f"{DOCS_STATIC}/<path:filename>", "docs_static", _docs_static)
+    # /docs/ is how the page is often typed or linked; it is /docs.
+    app.add_url_rule("/docs/", "docs_slash", _docs_slash)
     # Direct answers stand for the hooks installed so far; the routes are final at startup.
     app.know_hooks()
 
@@ -308,6 +313,14 @@ async def _docs_static(filename: str) -> Response:
     response.cache_control.max_age = 86400
     response.cache_control.public = True
     return response
+
+
+@public
+@hide
+async def _docs_slash() -> Response:
+    """``/docs/`` -> ``/docs``, the query kept (308: the method too)."""
+    query = request.query_string.decode("latin-1")
+    return redirect(f"/docs?{query}" if query else "/docs", 308)
 
 
 async def _refuse_large_body() -> None:

@@ -33,13 +33,14 @@ the subscriptions.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import pydantic_core
 import trio
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, websocket
 
-from actors.myntrix.devices import Devices, status_topic, telemetry_topic
+from actors.myntrix.devices import Devices, DeviceStatus, status_topic, telemetry_topic
 from vareon_runtime.auth import shown
 from vareon_runtime.bus import Event, Overflow, Subscription
 from vareon_runtime.errors import (
@@ -55,14 +56,36 @@ from .context import current_context
 from .kit import face
 from .permissions import websocket_auth
 from .validation import parse_json
-from .websocket import authenticate_websocket, closed_when_signed_out, may_subscribe
+from .websocket import (
+    AuthInvalid,
+    AuthMessage,
+    AuthOk,
+    AuthRequired,
+    authenticate_websocket,
+    closed_when_signed_out,
+    may_subscribe,
+)
 
 __all__ = [
+    "CLIENT_MESSAGES",
     "CLOSE_FORBIDDEN",
     "CLOSE_NOT_FOUND",
     "CLOSE_TRY_AGAIN",
     "MAX_EVENTS_PER_FRAME",
     "QUEUE_SIZE",
+    "SERVER_MESSAGES",
+    "DeviceStatusEvent",
+    "ErrorMessage",
+    "LinesEvent",
+    "ReadyMessage",
+    "Sample",
+    "SentEvent",
+    "StatusMessage",
+    "StreamDropped",
+    "StreamError",
+    "StreamPing",
+    "StreamPong",
+    "TelemetryMessage",
     "blueprint",
 ]
 
@@ -87,6 +110,116 @@ _OUTBOUND_FRAMES = 4
 _ID_MAX = 36  # the devices.id column
 
 blueprint = Blueprint("telemetry", __name__)
+
+
+# The stream's frames, for the AsyncAPI document (/asyncapi.json, web/asyncapi.py); the handlers
+# write these shapes as dicts, and tests/web/test_asyncapi.py checks what they send against them.
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StreamPing(_Frame):
+    """The only command the stream reads; anything else gets an ``error`` frame."""
+
+    type: Literal["ping"]
+
+
+class ReadyMessage(_Frame):
+    """Subscribed: telemetry and status frames follow."""
+
+    type: Literal["ready"]
+    device_id: str = Field(alias="deviceId")
+
+
+class Sample(_Frame):
+    metric: str = Field(description="The metric's name, from the device's telemetry settings.", examples=["hotend"])
+    value: float
+
+
+class LinesEvent(_Frame):
+    """Lines read from the device, with the samples parsed from them."""
+
+    device_id: str = Field(alias="deviceId")
+    time: str = Field(description="When they were read (ISO 8601, UTC).", json_schema_extra={"format": "date-time"})
+    samples: list[Sample]
+    lines: list[str]
+
+
+class SentEvent(_Frame):
+    """A command written to the device."""
+
+    device_id: str = Field(alias="deviceId")
+    time: str = Field(json_schema_extra={"format": "date-time"})
+    sent: str
+
+
+class TelemetryMessage(_Frame):
+    """What the device said and was sent since the last frame, oldest first."""
+
+    type: Literal["telemetry"]
+    device_id: str = Field(alias="deviceId")
+    events: list[LinesEvent | SentEvent] = Field(max_length=MAX_EVENTS_PER_FRAME)
+
+
+class DeviceStatusEvent(_Frame):
+    """A device's status change, as published on ``device.<id>.status``."""
+
+    id: str
+    status: DeviceStatus
+    last_seen: str | None = Field(alias="lastSeen", json_schema_extra={"format": "date-time"})
+    last_error: str | None = Field(alias="lastError")
+    firmware_version: str | None = Field(alias="firmwareVersion")
+
+
+class StatusMessage(_Frame):
+    type: Literal["status"]
+    device_id: str = Field(alias="deviceId")
+    status: DeviceStatusEvent
+
+
+class StreamDropped(_Frame):
+    """The client read too slowly: ``count`` oldest events were lost, before what follows."""
+
+    type: Literal["dropped"]
+    device_id: str = Field(alias="deviceId")
+    count: int
+
+
+class StreamPong(_Frame):
+    type: Literal["pong"]
+
+
+class StreamError(_Frame):
+    code: str = Field(examples=["not_found", "unavailable", "forbidden", "invalid_format"])
+    message: str
+    details: Any = None
+
+
+class ErrorMessage(_Frame):
+    """A refusal (``not_found``, ``unavailable``, ``forbidden``: the socket then closes with
+    4004, 1013 or 4003) or a bad client frame (``invalid_format``: the stream goes on)."""
+
+    type: Literal["error"]
+    error: StreamError
+
+
+CLIENT_MESSAGES: tuple[type[BaseModel], ...] = (AuthMessage, StreamPing)
+"""What a client sends on the telemetry stream (``auth`` unless the URL carries ``?token=``)."""
+
+SERVER_MESSAGES: tuple[type[BaseModel], ...] = (
+    AuthRequired,
+    AuthOk,
+    AuthInvalid,
+    ReadyMessage,
+    TelemetryMessage,
+    StatusMessage,
+    StreamDropped,
+    StreamPong,
+    ErrorMessage,
+)
+"""What the server sends on the telemetry stream."""
 
 
 def _encode(frame: dict[str, Any]) -> str:

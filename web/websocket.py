@@ -82,7 +82,15 @@ from typing import Annotated, Any, Literal
 
 import pydantic_core
 import trio
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from quart import Blueprint, websocket
 
 from vareon_runtime.auth import Principal, shown
@@ -97,11 +105,24 @@ from .validation import parse_json
 
 __all__ = [
     "AUTH_TIMEOUT",
+    "CLIENT_MESSAGES",
     "CLOSE_AUTH_FAILED",
     "MAX_SUBSCRIPTIONS",
     "OUTBOUND_QUEUE_SIZE",
-    "PingCommand",
+    "SERVER_MESSAGES",
     "SUBSCRIPTION_QUEUE_SIZE",
+    "AuthInvalid",
+    "AuthMessage",
+    "AuthOk",
+    "AuthRequired",
+    "CommandError",
+    "DroppedMessage",
+    "EventBody",
+    "EventMessage",
+    "PingCommand",
+    "PongMessage",
+    "ResultErrorMessage",
+    "ResultMessage",
     "SubscribeCommand",
     "UnsubscribeCommand",
     "authenticate_websocket",
@@ -195,6 +216,117 @@ _COMMANDS: dict[str, type[_Command]] = {
     "subscribe": SubscribeCommand,
     "unsubscribe": UnsubscribeCommand,
 }
+
+
+# The frames of the handshake and what the server sends: the models the AsyncAPI document
+# (/asyncapi.json, web/asyncapi.py) is made of. The handlers write these shapes as dicts (the
+# event path stays a single to_json); tests/web/test_asyncapi.py checks every frame they send
+# against the model of its type.
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthMessage(_Frame):
+    """The client's first message, unless the URL carries ``?token=<access token>``."""
+
+    type: Literal["auth"]
+    access_token: str = Field(description="An access token from `POST /api/token` (or `vareon token USER`).")
+
+
+class AuthRequired(_Frame):
+    """The server's first frame on every WebSocket of the runtime."""
+
+    type: Literal["auth_required"]
+    version: str = Field(description="The runtime's version.")
+
+
+class AuthOk(_Frame):
+    """The token is accepted: commands (or the stream) follow."""
+
+    type: Literal["auth_ok"]
+    version: str
+
+
+class AuthInvalid(_Frame):
+    """The token is refused (or the sign-in ended while open); the socket closes with 4001."""
+
+    type: Literal["auth_invalid"]
+    message: str = Field(description="Why, and what to do.")
+
+
+class PongMessage(_Frame):
+    """The answer to ``ping``."""
+
+    id: int
+    type: Literal["pong"]
+
+
+class ResultMessage(_Frame):
+    """A command succeeded: ``subscribe`` (events of its id follow) or ``unsubscribe``."""
+
+    id: int
+    type: Literal["result"]
+    success: Literal[True]
+    result: None
+
+
+class CommandError(_Frame):
+    code: Literal[
+        "invalid_format", "id_reuse", "unknown_command", "not_found", "forbidden", "too_many_subscriptions"
+    ]
+    message: str
+
+
+class ResultErrorMessage(_Frame):
+    """A command failed; the connection stays open. ``id`` is null when the frame had none."""
+
+    id: int | None
+    type: Literal["result"]
+    success: Literal[False]
+    error: CommandError
+
+
+class EventBody(_Frame):
+    topic: str = Field(description="The topic it was published on (docs/websocket.md lists them).", examples=["agent.<id>.status"])
+    data: Any = Field(description="What the publisher sent, made JSON-safe; null with `error` when it could not be.")
+    time: str = Field(description="When it was published (ISO 8601, UTC).", json_schema_extra={"format": "date-time"})
+    seq: int = Field(description="The bus's sequence number: increasing, gaps where events went to no one.")
+    error: str | None = Field(None, description="Only when `data` could not be encoded as JSON.")
+
+
+class EventMessage(_Frame):
+    """An event of a subscription; ``id`` is the subscribe command's."""
+
+    id: int
+    type: Literal["event"]
+    event: EventBody
+
+
+class DroppedMessage(_Frame):
+    """The client read too slowly: ``count`` oldest events of the subscription were lost, before
+    the events that follow."""
+
+    id: int
+    type: Literal["dropped"]
+    count: int
+
+
+CLIENT_MESSAGES: tuple[type[BaseModel], ...] = (AuthMessage, PingCommand, SubscribeCommand, UnsubscribeCommand)
+"""What a client sends on ``/api/websocket``."""
+
+SERVER_MESSAGES: tuple[type[BaseModel], ...] = (
+    AuthRequired,
+    AuthOk,
+    AuthInvalid,
+    PongMessage,
+    ResultMessage,
+    ResultErrorMessage,
+    EventMessage,
+    DroppedMessage,
+)
+"""What the server sends on ``/api/websocket``."""
 
 
 class _CommandError(Exception):

@@ -13,7 +13,7 @@ from vareon_runtime import __version__
 from vareon_runtime.auth import Role
 from web.permissions import PUBLIC, route_access
 
-DOCS_ROUTES = {"/openapi.json", "/docs", "/docs/static/<path:filename>"}
+DOCS_ROUTES = {"/openapi.json", "/asyncapi.json", "/docs", "/docs/", "/docs/static/<path:filename>"}
 
 
 async def test_openapi_is_3_1_and_lists_every_route_with_its_security(

@@ -127,7 +127,9 @@ async def test_public_paths_are_exactly_the_contracts(front: Front) -> None:
         "/api/token/refresh",
         "/api/verify-email",
         "/openapi.json",
+        "/asyncapi.json",
         "/docs",
+        "/docs/",
         "/docs/static/<path:filename>",
     }
 
