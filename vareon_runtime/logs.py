@@ -8,6 +8,11 @@ A plain line is one line: control characters in its message (a newline in a task
 escape sequence in a device's reply) are written escaped (``\\n``, ``\\x1b``), so nothing a
 user names can forge a line or drive the terminal that shows the log. Only a traceback, which
 is ours, spans lines. JSON lines escape by construction.
+
+Libraries that narrate at INFO what only a developer needs are quieted (:data:`QUIETED`): their
+lines become DEBUG records, shown at ``log_level = "debug"`` only. Alembic's "setup plugin" (seven
+lines) and "Context impl"/"Will assume" lines go so; its "Running upgrade" lines, which say what
+changed in the database, stay at INFO.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-__all__ = ["CONTROL_CHARACTERS", "configure_logging", "escape_controls"]
+__all__ = ["CONTROL_CHARACTERS", "QUIETED", "configure_logging", "escape_controls"]
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -35,6 +40,14 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict
     "asctime",
 }
 _JSON_KEYS = ("time", "level", "logger", "message", "exc", "stack")
+
+
+QUIETED: dict[str, tuple[str, ...]] = {
+    "alembic.runtime.plugins": (),
+    "alembic.runtime.migration": ("Running ",),
+}
+"""Loggers whose INFO records become DEBUG, except those whose message starts with one of the
+prefixes: ``Running upgrade 0003 -> 0004, ...`` stays, ``Context impl SQLiteImpl.`` goes."""
 
 
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -101,6 +114,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class _Demote(logging.Filter):
+    """A logger's INFO records, except those starting with ``kept``, made DEBUG records (and
+    so dropped unless the logger is enabled for DEBUG)."""
+
+    def __init__(self, kept: tuple[str, ...]) -> None:
+        super().__init__()
+        self.kept = kept
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or (isinstance(record.msg, str) and record.msg.startswith(self.kept)):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def _quiet_libraries() -> None:
+    """Put one :class:`_Demote` on each logger of :data:`QUIETED` (again: replace it)."""
+    for name, kept in QUIETED.items():
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _Demote)]:
+            logger.removeFilter(old)
+        logger.addFilter(_Demote(kept))
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to a given stream, or to whatever ``sys.stderr`` is at the time of the record.
 
@@ -120,7 +157,8 @@ def configure_logging(level: str = "info", fmt: str = "plain", *, stream: TextIO
     """Send the root logger's records to stderr (or ``stream``) in the given level and format.
 
     Calling it again replaces the handler it installed earlier instead of adding a second one;
-    handlers installed by others (pytest's capture, for one) are left alone.
+    handlers installed by others (pytest's capture, for one) are left alone. The loggers of
+    :data:`QUIETED` are quieted.
 
     Args:
         level: ``debug``, ``info``, ``warning`` or ``error`` (any case).
@@ -144,3 +182,4 @@ def configure_logging(level: str = "info", fmt: str = "plain", *, stream: TextIO
     handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
     root.addHandler(handler)
     root.setLevel(numeric)
+    _quiet_libraries()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +108,33 @@ def test_a_traceback_still_spans_lines(capsys: pytest.CaptureFixture[str]) -> No
         logging.getLogger("vareon.store").exception("commit failed")
     err = capsys.readouterr().err
     assert "Traceback (most recent call last):\n" in err
+
+
+FIRST_BOOT = """
+import sys
+from sqlalchemy import create_engine
+from vareon_runtime.logs import configure_logging
+from vareon_runtime.store.migrate import migrate
+
+configure_logging(sys.argv[1], "plain")
+migrate(create_engine(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_a_first_boot_logs_each_upgrade_without_alembic_chatter(tmp_path: Path, level: str) -> None:
+    # In a process of its own: Alembic sets its plugins up once a process, at the first migration.
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_BOOT, level, f"sqlite:///{tmp_path / 'vareon.db'}"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    lines = done.stderr.splitlines()
+    upgrades = [line for line in lines if " INFO alembic.runtime.migration: Running upgrade " in line]
+    assert any("-> 0001_kernel" in line for line in upgrades)
+    chatter = ("setup plugin", "Context impl", "Will assume")
+    if level == "info":
+        assert not [line for line in lines if any(words in line for words in chatter)]
+    else:  # still there for whoever debugs, as DEBUG lines
+        assert any(" DEBUG alembic.runtime.plugins: setup plugin " in line for line in lines)
+        assert any(" DEBUG alembic.runtime.migration: Context impl SQLiteImpl." in line for line in lines)
+        assert not [line for line in lines if " INFO alembic.runtime.plugins" in line]
