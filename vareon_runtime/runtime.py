@@ -27,7 +27,14 @@ from .registry import Registry
 from .store import Store
 from .supervisor import Backoff, ChildSpec, Supervisor
 
-__all__ = ["GC_YOUNG_THRESHOLD", "Runtime", "run_until_signal", "settle_collector", "store_for"]
+__all__ = [
+    "GC_YOUNG_THRESHOLD",
+    "Runtime",
+    "return_free_memory",
+    "run_until_signal",
+    "settle_collector",
+    "store_for",
+]
 
 log = logging.getLogger("vareon.runtime")
 
@@ -43,12 +50,37 @@ def settle_collector() -> None:
     rarer (:data:`GC_YOUNG_THRESHOLD`), so that a burst of short-lived objects (ten thousand task
     runs due on one minute, a flood of requests) is not interrupted by hundreds of collections,
     each of which also walks everything still alive from the burst
-    (docs/decisions/0008-gc-freeze-after-boot.md).
+    (docs/decisions/0008-gc-freeze-after-boot.md). Then the C heap's free pages go back to the
+    system (:func:`return_free_memory`).
     """
     gc.freeze()
     young, middle, old = gc.get_threshold()
     if 0 < young < GC_YOUNG_THRESHOLD:  # 0: the collector is off; leave it so
         gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    return_free_memory()
+
+
+def return_free_memory() -> bool:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Boot frees a good deal it allocated (a first boot's migrations above all); glibc keeps those
+    pages in the process until told otherwise: about 1 MiB of the idle RSS on a warm start
+    (docs/decisions/0027-edge-budget.md). Where the C library has no ``malloc_trim`` (musl,
+    Android's bionic) nothing happens.
+
+    Returns:
+        Whether the C library had it.
+    """
+    import ctypes  # loaded already: trio's thread cache uses it
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
 
 
 def store_for(config: Config, components: Sequence[Component] | None = None) -> Store:
