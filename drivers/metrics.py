@@ -8,11 +8,16 @@ the sample comes from what other sources give (``os.getloadavg``, ``os.cpu_count
 ``shutil.disk_usage``, ``/proc/meminfo``), with ``mocked`` set and the ``reason``; a value no
 source gives is ``None``. The shape is the same either way, and :func:`read_system` never raises
 for a failing source.
+
+:func:`read_process` does the same for the runtime's own process (resident memory, threads, CPU
+time): psutil, or ``/proc/self`` read directly, ``os.times`` and ``getrusage``, ``mocked`` with the
+``reason``.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,10 +34,13 @@ __all__ = [
     "DiskUsage",
     "HostSample",
     "MemoryUsage",
+    "ProcessSample",
     "PsutilProbe",
     "SystemProbe",
+    "fallback_process",
     "fallback_sample",
     "mock_requested",
+    "read_process",
     "read_system",
 ]
 
@@ -41,6 +49,7 @@ MOCK_ENV = "VAREON_MOCK_SYSTEM_METRICS"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _MEMINFO = Path("/proc/meminfo")
+_SELF_STATUS = Path("/proc/self/status")
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,19 @@ class HostSample:
     memory: MemoryUsage
     disk: DiskUsage
     load_average: tuple[float, float, float] | None
+    mocked: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    """The runtime's own process. ``rss`` and ``peak_rss`` in bytes (``None``: no source gave it)."""
+
+    pid: int
+    rss: int | None
+    peak_rss: int | None
+    threads: int | None
+    cpu_seconds: float
     mocked: bool
     reason: str | None
 
@@ -172,6 +194,64 @@ def read_system(probe: SystemProbe, path: Path, *, environ: Mapping[str, str] | 
         )
     except Exception as exc:  # any failure of the probe: the fallback, never an error page
         return fallback_sample(path, f"psutil failed ({type(exc).__name__}: {exc}); the values come from other sources")
+
+
+def read_process(*, environ: Mapping[str, str] | None = None) -> ProcessSample:
+    """The runtime's own process through psutil, or the fallback with the reason. Never raises
+    for a failing source. Blocking (it reads ``/proc``): call it from a worker thread.
+
+    Args:
+        environ: the environment (``os.environ`` when omitted), read for ``VAREON_MOCK_SYSTEM_METRICS``.
+    """
+    environ = os.environ if environ is None else environ
+    if mock_requested(environ):
+        return fallback_process(f"{MOCK_ENV}={environ[MOCK_ENV]} asks for metrics without psutil")
+    try:
+        process = psutil.Process()
+        with process.oneshot():
+            rss = int(process.memory_info().rss)
+            threads = int(process.num_threads())
+    except Exception as exc:  # PermissionError on a denied /proc, or anything else: the fallback
+        return fallback_process(
+            f"psutil could not read the runtime's process ({type(exc).__name__}: {exc}); the values"
+            " come from other sources"
+        )
+    return ProcessSample(os.getpid(), rss, _peak_rss(), threads, _cpu_seconds(), mocked=False, reason=None)
+
+
+def fallback_process(reason: str) -> ProcessSample:
+    """The runtime's process from sources other than psutil, ``mocked`` with ``reason``:
+    ``/proc/self/status`` when readable, ``getrusage`` (peak memory) and ``os.times`` (CPU)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in _SELF_STATUS.read_text().splitlines():
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+    except (OSError, ValueError):
+        pass
+    rss = fields.get("VmRSS", "").split()
+    threads = fields.get("Threads", "")
+    return ProcessSample(
+        pid=os.getpid(),
+        rss=int(rss[0]) * 1024 if rss[:1] and rss[0].isdecimal() else None,
+        peak_rss=_peak_rss(),
+        threads=int(threads) if threads.isdecimal() else None,
+        cpu_seconds=_cpu_seconds(),
+        mocked=True,
+        reason=reason,
+    )
+
+
+def _peak_rss() -> int | None:
+    try:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    except (OSError, ValueError):
+        return None
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return round(times.user + times.system, 3)
 
 
 def fallback_sample(path: Path, reason: str) -> HostSample:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers import DiskUsage, HostSample, MemoryUsage, PsutilProbe, SystemProbe, read_system
-from drivers.metrics import MOCK_ENV, mock_requested
+from drivers.metrics import MOCK_ENV, fallback_process, mock_requested, read_process
 
 
 class DeniedProbe:
@@ -101,3 +101,18 @@ def test_a_garbled_meminfo_gives_no_memory_figures_rather_than_an_error(
     sample = metrics.fallback_sample(tmp_path, "testing")
     assert sample.mocked and sample.reason == "testing"
     assert sample.memory == MemoryUsage(None, None, None, None)
+
+
+def test_the_runtime_process_is_read_through_psutil() -> None:
+    sample = read_process(environ={})
+    assert sample.pid == os.getpid() and sample.mocked is False and sample.reason is None
+    assert sample.rss is not None and sample.rss > 0 and sample.threads is not None and sample.threads >= 1
+    assert sample.peak_rss is not None and sample.peak_rss > 0 and sample.cpu_seconds > 0
+
+
+def test_the_runtime_process_mocked_still_says_what_other_sources_tell() -> None:
+    sample = read_process(environ={MOCK_ENV: "yes"})
+    assert sample.mocked is True and sample.reason == f"{MOCK_ENV}=yes asks for metrics without psutil"
+    # /proc/self/status (where readable), getrusage and os.times: no psutil.
+    assert sample.rss is not None and sample.rss > 0 and sample.cpu_seconds > 0
+    assert fallback_process("because").reason == "because"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
-from web_support import Account, error_of, start_front
+from web_support import AGENTS, Account, error_of, start_front
 
 from vareon_runtime import __version__
 from vareon_runtime.auth import Role
@@ -103,3 +105,39 @@ def test_human_duration() -> None:
     assert human_duration(59.9) == "0:00:59"
     assert human_duration(2 * 86400 + 3 * 3600 + 4 * 60 + 5) == "2 days, 3:04:05"
     assert human_duration(-1) == "0:00:00"
+
+
+async def test_status_shows_the_runtime_process_not_mocked(
+    client: httpx.AsyncClient, accounts: dict[Role, Account]
+) -> None:
+    response = await client.get("/api/system/status", headers=accounts[Role.VIEWER].headers)
+    status = response.json()
+    assert status["mocked"] is False and status["reason"] is None
+    process = status["process"]
+    assert process["pid"] == os.getpid()  # the runtime runs in the test's process here
+    assert process["rss"] > 0 and process["peak_rss"] >= process["rss"] // 2
+    assert process["threads"] >= 1 and process["cpu_seconds"] > 0
+    assert process["mocked"] is False and process["reason"] is None
+    assert status["host"] is None  # no metrics module in this runtime
+
+
+async def test_status_says_mocked_with_the_reason_when_the_metrics_are_mocked(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAREON_MOCK_SYSTEM_METRICS", "1")
+    front = await start_front(nursery, tmp_path / "data", components=AGENTS)
+    try:
+        await front.ctx.auth.create_user("watcher", None, "a long enough passphrase", Role.VIEWER)
+        token = (await front.ctx.auth.login("watcher", "a long enough passphrase", None)).access_token
+        async with httpx.AsyncClient(base_url=front.base_url, timeout=10) as client:
+            response = await client.get("/api/system/status", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        await front.stop()
+    assert response.status_code == 200, response.text
+    status = response.json()
+    reason = "VAREON_MOCK_SYSTEM_METRICS=1 asks for metrics without psutil"
+    assert status["mocked"] is True and status["reason"] == reason
+    assert status["process"]["mocked"] is True and status["process"]["reason"] == reason
+    assert status["process"]["cpu_seconds"] > 0  # os.times needs no /proc
+    assert status["host"]["mocked"] is True and status["host"]["reason"] == reason
+    assert set(status["host"]) == {"time", "cpuPercent", "cpuCount", "memory", "disk", "loadAverage", "mocked", "reason"}
