@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
-import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, ASGISendEvent
 from quart import Quart
 from werkzeug.exceptions import HTTPException
@@ -103,14 +103,13 @@ class TrafficMeter:
 
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.asgi(scope, receive, send)
-
-    async def _http(self, scope: dict[str, Any], receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if kind != "http":
+            if kind == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.asgi(scope, receive, send)
+            return
+        # HTTP inline, not in a method of its own: one frame less on every request.
         traffic = self.traffic
         status = 0
 
@@ -120,7 +119,8 @@ class TrafficMeter:
                 status = message["status"]
             await send(message)
 
-        started = trio.current_time()
+        # A duration on the wall, read with the cheapest clock (trio's adds a lookup of the run).
+        started = perf_counter()
         traffic.in_flight += 1
         try:
             await self.asgi(scope, receive, counted)
@@ -131,7 +131,7 @@ class TrafficMeter:
                 path = scope["path"]
                 direct = getattr(self.app, "direct_routes", None)
                 route = path if direct and path in direct else UNMATCHED
-            traffic.observe(scope["method"], route, status, trio.current_time() - started)
+            traffic.observe(scope["method"], route, status, perf_counter() - started)
 
     async def _websocket(self, scope: dict[str, Any], receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         traffic = self.traffic
