@@ -1,19 +1,29 @@
 """Wire shapes of the auth and system routes (seed 002: snake_case on the wire).
 
-Requests check shape only (types, presence, sane lengths); the rules (password strength, a
-taken username) are the auth service's, which answers 409 or 422 itself. Times go out as ISO 8601
-in UTC with a ``Z``.
+Requests check shape (types, presence, sane lengths); the rules (password strength, a taken
+username) are the auth service's, which answers 409 or 422 itself. A registration also checks
+the service's field rules in its schema, so that every field's problem is in one answer. Times
+go out as ISO 8601 in UTC with a ``Z``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
-from vareon_runtime.auth import PASSWORD_MAX, PASSWORD_MIN, TokenPair
+from vareon_runtime.auth import (
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    TokenPair,
+    check_email,
+    check_username,
+)
 from vareon_runtime.clock import isoformat
+from vareon_runtime.errors import InvalidRequestError
 
 __all__ = [
     "ErrorBody",
@@ -61,18 +71,27 @@ class ErrorResponse(BaseModel):
 # --------------------------------------------------------------------------- auth
 
 
+def _rule(check: Callable[[str], str]) -> AfterValidator:
+    """An auth service rule as a field's validator, its message as is (no "Value error, "): a
+    request whose fields break rules and shapes together is refused once, naming each field."""
+
+    def validate(value: str) -> str:
+        try:
+            return check(value)
+        except InvalidRequestError as exc:
+            raise PydanticCustomError("value_error", exc.message) from None
+
+    return AfterValidator(validate)
+
+
 class RegisterRequest(BaseModel):
-    # Bounds of shape only: the auth service checks the rules, every field in one pass, so that a
-    # bad email and a short password are refused together. The schema documents the rules.
-    username: str = Field(
-        max_length=64, description="3 to 64 letters, digits, `_`, `.`, `-`.", json_schema_extra={"minLength": 3}
+    username: Annotated[str, _rule(check_username)] = Field(
+        max_length=64, description="3 to 64 letters, digits, `_`, `.`, `-`."
     )
-    email: str = Field(max_length=254, description="An address like name@example.com.", json_schema_extra={"minLength": 3})
-    password: str = Field(
-        max_length=PASSWORD_MAX,
-        description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters.",
-        json_schema_extra={"minLength": PASSWORD_MIN},
+    email: Annotated[str, _rule(check_email)] = Field(
+        max_length=254, description="An address like name@example.com."
     )
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
 
 
 class TokenRequest(BaseModel):
