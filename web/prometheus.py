@@ -24,7 +24,7 @@ trusted proxy came through a proxy, so it counts as remote; behind a trusted pro
 found as for the login limits (:func:`web.client.current_client`). Remote scrapes need
 ``allow_remote = true`` and ``Authorization: Bearer <token>``, the token from the variable named
 by ``token_env``. The route is ``@public`` for the access layer (no user token) and checks this
-itself; it is left out of the API document (it is not JSON).
+itself; it is left out of the API document, whose answers are JSON.
 
 ``prometheus_client`` is imported at the first scrape, not before (decision 0028).
 """
@@ -104,9 +104,9 @@ def _install(state: BlueprintSetupState) -> None:
 
 @blueprint.get("/metrics")
 @public
-@hide
+@hide  # not JSON: Prometheus's text format; listed in docs/configuration.md instead
 async def metrics() -> Response:
-    """The runtime's metrics in Prometheus's text format (see the module docstring)."""
+    """The runtime's metrics, in Prometheus's text format (see the module docstring)."""
     exporter: Exporter | None = current_app.extensions.get(EXTENSION)
     if exporter is None:
         raise NotFoundError(
