@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import logging
 import os
-import smtplib
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 import trio
 
 from vareon_runtime.config import EmailConfig
 from vareon_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 __all__ = ["QUEUE_SIZE", "SMTP_TIMEOUT", "Mail", "Mailer"]
 
@@ -132,6 +133,8 @@ class Mailer:
             ConfigError: ``[email] username`` is set but the password variable is not.
             OSError, smtplib.SMTPException: the server is unreachable or refused the mail.
         """
+        from email.message import EmailMessage  # the mail modules at the first mail, not at boot
+
         message = EmailMessage()
         message["From"] = self._config.from_address
         message["To"] = to
@@ -148,6 +151,8 @@ class Mailer:
         await trio.to_thread.run_sync(self._send, message, password, abandon_on_cancel=True)
 
     async def _deliver(self, mail: Mail) -> None:
+        import smtplib
+
         try:
             await self.send(mail.to, mail.subject, mail.body)
         except (OSError, smtplib.SMTPException, ConfigError) as exc:
@@ -163,6 +168,9 @@ class Mailer:
         logger.warning("%s to %s was not mailed: %s; %s", mail.what, mail.to, why, mail.remedy)
 
     def _send(self, message: EmailMessage, password: str | None) -> None:
+        import smtplib
+        import ssl
+
         config = self._config
         assert config.smtp_host is not None
         with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=SMTP_TIMEOUT) as smtp:

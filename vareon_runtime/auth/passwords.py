@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import trio
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 __all__ = [
     "DEFAULT_MEMORY_COST",
@@ -52,14 +55,17 @@ class Passwords:
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent!r}")
-        self._hasher = PasswordHasher(
-            time_cost=time_cost,
-            memory_cost=memory_cost,
-            parallelism=parallelism,
-            type=Type.ID,
-        )
+        self._parameters = (time_cost, memory_cost, parallelism)
         self._limiter = trio.CapacityLimiter(max_concurrent)
         self._dummy: str | None = None
+
+    @cached_property
+    def _hasher(self) -> PasswordHasher:
+        # argon2 is imported at the first sign-in, not at boot (the edge box's idle memory).
+        from argon2 import PasswordHasher, Type
+
+        time_cost, memory_cost, parallelism = self._parameters
+        return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism, type=Type.ID)
 
     async def hash(self, password: str) -> str:
         """Return the argon2id PHC string of ``password`` (a fresh random salt each time)."""
@@ -86,12 +92,16 @@ class Passwords:
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Return whether ``password_hash`` was made with other parameters than the current ones."""
+        from argon2.exceptions import InvalidHashError
+
         try:
             return self._hasher.check_needs_rehash(password_hash)
         except (InvalidHashError, ValueError):
             return True
 
     def _verify(self, password_hash: str, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
         try:
             return self._hasher.verify(password_hash, password)
         except VerifyMismatchError:

@@ -28,8 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import jwt
-
 from vareon_runtime.auth.roles import Role
 from vareon_runtime.auth.schemas import Principal
 from vareon_runtime.checks import check_counts
@@ -223,6 +221,8 @@ class Tokens:
             # A JWT is base64url and dots. Anything else is no token, and PyJWT would fail to
             # encode a lone surrogate (UnicodeEncodeError) instead of refusing it.
             raise AuthenticationError("invalid token")
+        import jwt  # PyJWT (and the http.client it brings) at the first token, not at boot
+
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -294,4 +294,6 @@ class Tokens:
             "exp": issued + ttl,
             "jti": jti or secrets.token_hex(16),
         }
+        import jwt
+
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)

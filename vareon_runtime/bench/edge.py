@@ -64,9 +64,12 @@ LAZY_PACKAGES = (
     "serial",
     "prometheus_client",
     "email_validator",
+    "argon2",
+    "jwt",
+    "smtplib",
 )
-"""Packages a runtime with nothing to migrate, no task, device or outbound call must not import
-before its first answer: each is imported where it is first used."""
+"""Packages a runtime with nothing to migrate, no task, device, outbound call, sign-in or mail
+must not import before its first answer: each is imported where it is first used."""
 
 START_TIMEOUT = 120.0
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
