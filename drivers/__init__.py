@@ -20,7 +20,6 @@ only when a link of theirs is first checked or opened.
 
 from __future__ import annotations
 
-import importlib
 import typing
 
 # The errors and the link registry are light and wanted by every user of a driver: imported now.
@@ -44,6 +43,8 @@ from drivers.link import LinkRegistry as LinkRegistry
 from drivers.link import mask_connection_string as mask_connection_string
 from drivers.link import open_link as open_link
 from drivers.link import parse_connection_string as parse_connection_string
+
+from vareon_runtime.lazy import lazy_face as _lazy_face
 
 from . import errors, link
 
@@ -98,20 +99,4 @@ _HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted([*_HOMES, *errors.__all__, *link.__all__])
 
 
-def __getattr__(name: str) -> typing.Any:
-    """The public ``name``, imported from its module now (and kept, so this runs once a name).
-
-    Raises:
-        AttributeError: ``name`` is not one of :data:`__all__`.
-    """
-    try:
-        home = _HOMES[name]
-    except KeyError:
-        raise AttributeError(f"module 'drivers' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_face(__name__, _HOMES, globals())
