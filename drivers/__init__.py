@@ -31,6 +31,9 @@ from drivers.errors import LinkClosedError as LinkClosedError
 from drivers.errors import LinkConfigError as LinkConfigError
 from drivers.errors import LinkError as LinkError
 from drivers.errors import LinkUnavailableError as LinkUnavailableError
+from drivers.errors import OutboundError as OutboundError
+from drivers.errors import OutboundRefusedError as OutboundRefusedError
+from drivers.errors import OutboundUnresolvedError as OutboundUnresolvedError
 from drivers.errors import ProcessBrokenError as ProcessBrokenError
 from drivers.errors import ProcessConfigError as ProcessConfigError
 from drivers.errors import ProcessError as ProcessError
@@ -63,10 +66,7 @@ if typing.TYPE_CHECKING:
     from drivers.mqtt import MqttLink as MqttLink
     from drivers.mqtt import MqttSettings as MqttSettings
     from drivers.orphans import reap_orphan_group as reap_orphan_group
-    from drivers.outbound import OutboundError as OutboundError
     from drivers.outbound import OutboundGuard as OutboundGuard
-    from drivers.outbound import OutboundRefusedError as OutboundRefusedError
-    from drivers.outbound import OutboundUnresolvedError as OutboundUnresolvedError
     from drivers.outbound import internal_kind as internal_kind
     from drivers.process import OSProcess as OSProcess
     from drivers.serial import SerialDriver as SerialDriver
@@ -85,7 +85,7 @@ _EXPORTS = {
     "drivers.metrics": ("DiskUsage", "HostSample", "MemoryUsage", "PsutilProbe", "SystemProbe", "read_system"),
     "drivers.mqtt": ("MqttDriver", "MqttLink", "MqttSettings"),
     "drivers.orphans": ("reap_orphan_group",),
-    "drivers.outbound": ("OutboundError", "OutboundGuard", "OutboundRefusedError", "OutboundUnresolvedError", "internal_kind"),
+    "drivers.outbound": ("OutboundGuard", "internal_kind"),
     "drivers.process": ("OSProcess",),
     "drivers.serial": ("SerialDriver", "SerialLink", "SerialSettings", "SerialUrlLink"),
     "drivers.subreaper": ("enable_subreaper", "watch_adopted"),

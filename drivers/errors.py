@@ -9,17 +9,21 @@ The hierarchy, named by whose fault it was::
         │   │   ├── ExecutableNotFoundError   no such executable, or it is not executable
         │   │   └── BadWorkingDirectoryError  the working directory is missing or not a directory
         │   └── ProcessBrokenError       the operating system failed us (fork, exec, signals)
-        └── LinkError                    a device link could not be opened or used
-            ├── LinkConfigError          the connection string or its options are wrong (422,
-            │   │                        an InvalidRequestError)
-            │   └── UnknownSchemeError   no driver has the scheme; names the known ones (422,
-            │                            also an UnknownKeyError like every registry's unknown key)
-            ├── LinkUnavailableError     the device or host is not there now; retry later
-            ├── LinkBrokenError          the far end went away while the link was open (the cable
-            │                            was pulled, the connection reset, the broker gone): the
-            │                            device's fault, or the network's; reconnecting may help
-            └── LinkClosedError          we closed the link (``aclose``), and it was used then or
-                                         after: our own doing, never the device's
+        ├── LinkError                    a device link could not be opened or used
+        │   ├── LinkConfigError          the connection string or its options are wrong (422,
+        │   │   │                        an InvalidRequestError)
+        │   │   └── UnknownSchemeError   no driver has the scheme; names the known ones (422,
+        │   │                            also an UnknownKeyError like every registry's unknown key)
+        │   ├── LinkUnavailableError     the device or host is not there now; retry later
+        │   ├── LinkBrokenError          the far end went away while the link was open (the cable
+        │   │                            was pulled, the connection reset, the broker gone): the
+        │   │                            device's fault, or the network's; reconnecting may help
+        │   └── LinkClosedError          we closed the link (``aclose``), and it was used then or
+        │                                after: our own doing, never the device's
+        └── OutboundError                an outbound call a user aimed (drivers/outbound.py)
+            ├── OutboundRefusedError     the destination is internal and its owner may not reach
+            │                            it (422, an InvalidRequestError; names the fix)
+            └── OutboundUnresolvedError  the host name has no address now
 
 One error per fault, as trio's ``BrokenResourceError`` and ``ClosedResourceError``: a link that
 broke and was then closed by us says "closed" to whoever uses it after the close, so a user that
@@ -42,6 +46,9 @@ __all__ = [
     "LinkConfigError",
     "LinkError",
     "LinkUnavailableError",
+    "OutboundError",
+    "OutboundRefusedError",
+    "OutboundUnresolvedError",
     "ProcessBrokenError",
     "ProcessConfigError",
     "ProcessError",
@@ -111,3 +118,16 @@ class LinkBrokenError(LinkError):
 class LinkClosedError(LinkError):
     """We closed the link (``aclose``) and it was used during or after the close. Not the device's
     fault: a link that broke first raises :class:`LinkBrokenError` to whoever noticed the break."""
+
+
+class OutboundError(DriverError):
+    """Base class of the outbound guard's errors."""
+
+
+class OutboundRefusedError(OutboundError, InvalidRequestError):
+    """The destination is internal and the caller may not reach it (422); the message names the
+    address, why it is internal, and the fix (an admin, or ``[outbound] allow``)."""
+
+
+class OutboundUnresolvedError(OutboundError):
+    """The host name has no address now (unknown, the resolver failed or took too long)."""

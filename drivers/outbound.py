@@ -42,9 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from vareon_runtime.errors import InvalidRequestError
 
-from .errors import DriverError
+from .errors import OutboundError, OutboundRefusedError, OutboundUnresolvedError
 
 if TYPE_CHECKING:
     import httpx
@@ -53,10 +52,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "IPAddress",
     "Internal",
-    "OutboundError",
     "OutboundGuard",
-    "OutboundRefusedError",
-    "OutboundUnresolvedError",
     "Resolver",
     "internal_kind",
     "system_resolver",
@@ -75,19 +71,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 RESOLVE_TIMEOUT = 10.0
 """Seconds a name may take to resolve before the check gives up on it."""
-
-
-class OutboundError(DriverError):
-    """Base class of the outbound guard's errors."""
-
-
-class OutboundRefusedError(OutboundError, InvalidRequestError):
-    """The destination is internal and the caller may not reach it (422); the message names the
-    address, why it is internal, and the fix (an admin, or ``[outbound] allow``)."""
-
-
-class OutboundUnresolvedError(OutboundError):
-    """The host name has no address now (unknown, the resolver failed or took too long)."""
 
 
 def _nets(*pairs: tuple[str, str]) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]:

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import trio
 from pydantic import BaseModel, Field, field_validator
 
-from drivers.outbound import OutboundRefusedError
+from drivers.errors import OutboundRefusedError
 
 from .action import ActionContext, ActionOutcome, ActionParameters, BaseAction
 from .masking import mask_map, mask_url, unmask_map, unmask_url
