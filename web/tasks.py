@@ -16,6 +16,10 @@ allow`` does not list (the face refuses others with 422), and the log of a run o
 which holds what the destination answered, goes only to the task's creator and admins: the
 history shows others the run with :data:`HIDDEN_LOGS` in its place (decision 0024).
 
+``POST /api/myntrix/tasks/bulk`` creates up to 10,000 tasks in one request and one transaction,
+all or none, with the rules of a single create (decision 0029); the body limit is the server's
+(``[server] max_body_size``, 1 MiB by default): more tasks than fit go in several requests.
+
 ``/api/myntrix/tasks/history`` is a path of its own: a GET there is never read as a task id.
 """
 
@@ -26,10 +30,19 @@ from datetime import datetime
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_response
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from actors.kit.wire import Page
-from actors.myntrix.scheduler import RunStatus, Task, TaskCreate, TaskRun, Tasks, TaskUpdate
+from actors.myntrix.scheduler import (
+    RunStatus,
+    Task,
+    TaskBulkCreate,
+    TaskBulkCreated,
+    TaskCreate,
+    TaskRun,
+    Tasks,
+    TaskUpdate,
+)
 from vareon_runtime.auth import Principal, Role
 
 from .kit import PageQuery, ResourceDocs, face, page_reply, resource_routes
@@ -88,6 +101,21 @@ resource_routes(
         ),
     ),
 )
+
+
+@blueprint.post("/api/myntrix/tasks/bulk")
+@requires(Role.OPERATOR)
+@validate_request(TaskBulkCreate)
+@validate_response(TaskBulkCreated, 201)
+async def create_tasks(data: TaskBulkCreate) -> tuple[TaskBulkCreated, int]:
+    """Add many tasks in one transaction, all or none: `{"tasks": [...]}`, each as for
+    `POST /api/myntrix/tasks`, 1 to 10,000 within the body limit (`[server] max_body_size`, 1 MiB
+    by default: send more in several requests). Answers the new ids in the order given and their
+    `count`. The rules of a single create apply to each task: 403 when a `script` task comes from
+    a non-admin, 422 for anything else a task cannot be (a bad cron expression, time zone,
+    action, parameters, destination), each problem located by the task's index and field
+    (`tasks.3.schedule`), the list capped; then nothing is created."""
+    return await face(Tasks).create_many(data, by=current_principal()), 201
 
 
 @blueprint.get("/api/myntrix/tasks/history")

@@ -49,7 +49,7 @@ from .jobs import Jobs, finished_job_row
 from .models import JobRecord
 from .states import RunState
 
-__all__ = ["WRITE_ATTEMPTS", "Interrupted", "Recorder", "RunNote", "RunTable", "prune"]
+__all__ = ["WRITE_ATTEMPTS", "Interrupted", "LazyEvent", "Recorder", "RunNote", "RunTable", "prune"]
 
 log = logging.getLogger("vareon.kit.recorder")
 
@@ -106,7 +106,38 @@ class Interrupted:
     create_time: float | None
 
 
-@dataclass(eq=False)
+class LazyEvent:
+    """A :class:`trio.Event` made only once someone waits for it (``set``, ``is_set``, ``wait``).
+
+    Ten thousand runs live at once each have three (the run's ``done``, its note's ``inserted``
+    and ``written``), and most are set before anyone waits: a trio event with its set of waiters
+    is five times the size of this (decision 0029).
+    """
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._event: trio.Event | None = None
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._flag:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
+
+@dataclass(eq=False, slots=True)
 class RunNote:
     """One run (or skipped run) on its way to the database.
 
@@ -120,8 +151,8 @@ class RunNote:
 
     row: dict[str, Any]
     job: dict[str, Any] | None
-    inserted: trio.Event = field(default_factory=trio.Event)
-    written: trio.Event = field(default_factory=trio.Event)
+    inserted: LazyEvent = field(default_factory=LazyEvent)
+    written: LazyEvent = field(default_factory=LazyEvent)
     error: BaseException | None = None
     in_database: bool = False
     version: int = 0
@@ -198,7 +229,7 @@ class Recorder:
         """Note ``changes`` to a run's row (the process group it started)."""
         note.row.update(changes)
         note.version += 1
-        note.written = trio.Event() if note.written.is_set() else note.written
+        note.written = LazyEvent() if note.written.is_set() else note.written
         self._queue_note(note)
 
     def finished(
@@ -315,8 +346,10 @@ class Recorder:
                 _Snapshot(note, note.version, not note.in_database, dict(note.row), dict(note.job) if note.job else None)
             )
         counts = {snap.note.owner: self._counts[snap.note.owner] for snap in snapshots if snap.note.owner in self._counts}
+        write = _BatchWrite(self.runs, self.keep, snapshots, counts)
         try:
-            existing, counts = await self.store.write(self._writer(snapshots, counts))
+            await self.store.write(write)
+            existing, counts = write.existing, write.counts
         except StoreClosedError as exc:
             for note in batch:
                 note._give_up(exc)
@@ -324,6 +357,8 @@ class Recorder:
         except VareonError as exc:
             self._retry(batch, exc)
             return True
+        finally:
+            write.release()
         self.stats["writes"] += 1
         self._counts.update(counts)
         for snap in snapshots:
@@ -360,59 +395,87 @@ class Recorder:
             f"{given_up} given up after {WRITE_ATTEMPTS} attempts" if given_up else "retrying",
         )  # fmt: skip
 
-    def _writer(self, snapshots: list[_Snapshot], counts: dict[str, int]) -> Any:
-        """The store write of one batch; returns (ids of the owners that exist or None, new row counts)."""
-        runs, keep = self.runs, self.keep
+
+
+class _BatchWrite:
+    """The store write of one batch (it may run more than once: the store re-runs a batch
+    without a write that failed), from ``known``, the row counts of the owners the recorder
+    knows. It answers through its attributes: ``existing`` (the ids of the owners that exist, or
+    None when not checked) and ``counts`` (the owners' row counts after the batch).
+
+    The store keeps the function of its last write until its next one, which after a burst of
+    runs may be minutes away: :meth:`release` lets go of the batch (its notes, their rows and
+    jobs) as soon as the recorder has read the answer, so none of it outlives the burst.
+    """
+
+    __slots__ = ("counts", "existing", "keep", "known", "runs", "snapshots")
+
+    def __init__(self, runs: RunTable, keep: int | None, snapshots: list[_Snapshot], known: dict[str, int]) -> None:
+        self.runs = runs
+        self.keep = keep
+        self.snapshots = snapshots
+        self.known = known
+        self.counts: dict[str, int] = known
+        self.existing: set[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"recorder batch of {len(self.snapshots)} {self.runs.table.name} notes"
+
+    def release(self) -> None:
+        """Let go of the batch and the answer (once the recorder has read it)."""
+        self.snapshots = []
+        self.known = self.counts = {}
+        self.existing = None
+
+    def __call__(self, session: Session) -> None:
+        runs, keep, snapshots, counts = self.runs, self.keep, self.snapshots, self.known
         table, owner = runs.table, runs.owner
-
-        def write(session: Session) -> tuple[set[str] | None, dict[str, int]]:
-            connection = session.connection()
-            existing: set[str] | None = None
-            inserts = [snap for snap in snapshots if snap.insert]
-            if runs.owners is not None:
-                existing = set()
-                wanted = sorted({snap.note.owner for snap in inserts})
-                for start in range(0, len(wanted), _IN_CHUNK):
-                    chunk = wanted[start : start + _IN_CHUNK]
-                    existing.update(connection.execute(select(runs.owners.c.id).where(runs.owners.c.id.in_(chunk))).scalars())
-                inserts = [snap for snap in inserts if snap.note.owner in existing]
-            updates = [snap for snap in snapshots if not snap.insert]
-            if inserts:
-                connection.execute(insert(table), [snap.row for snap in inserts])
-                jobs = [snap.job for snap in inserts if snap.job is not None]
-                if jobs:
-                    connection.execute(insert(_JOBS), jobs)
-            if updates:
+        connection = session.connection()
+        existing: set[str] | None = None
+        inserts = [snap for snap in snapshots if snap.insert]
+        if runs.owners is not None:
+            existing = set()
+            wanted = sorted({snap.note.owner for snap in inserts})
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                existing.update(connection.execute(select(runs.owners.c.id).where(runs.owners.c.id.in_(chunk))).scalars())
+            inserts = [snap for snap in inserts if snap.note.owner in existing]
+        updates = [snap for snap in snapshots if not snap.insert]
+        if inserts:
+            connection.execute(insert(table), [snap.row for snap in inserts])
+            jobs = [snap.job for snap in inserts if snap.job is not None]
+            if jobs:
+                connection.execute(insert(_JOBS), jobs)
+        if updates:
+            connection.execute(
+                update(table).where(table.c.id == bindparam("run_id")),
+                [{"run_id": snap.row["id"], **{name: snap.row[name] for name in runs.changes}} for snap in updates],
+            )
+            jobs = [snap.job for snap in updates if snap.job is not None]
+            if jobs:
                 connection.execute(
-                    update(table).where(table.c.id == bindparam("run_id")),
-                    [{"run_id": snap.row["id"], **{name: snap.row[name] for name in runs.changes}} for snap in updates],
+                    update(_JOBS).where(_JOBS.c.id == bindparam("job_id")),
+                    [{"job_id": job["id"], **{name: job[name] for name in _JOB_CHANGES}} for job in jobs],
                 )
-                jobs = [snap.job for snap in updates if snap.job is not None]
-                if jobs:
-                    connection.execute(
-                        update(_JOBS).where(_JOBS.c.id == bindparam("job_id")),
-                        [{"job_id": job["id"], **{name: job[name] for name in _JOB_CHANGES}} for job in jobs],
-                    )
-            if keep is None:
-                return existing, counts
-            added = Counter(snap.note.owner for snap in inserts)
-            fresh = dict(counts)
-            unknown = sorted(owner_id for owner_id in added if owner_id not in fresh)
-            for start in range(0, len(unknown), _IN_CHUNK):
-                chunk = unknown[start : start + _IN_CHUNK]
-                found = connection.execute(
-                    select(owner, func.count()).where(owner.in_(chunk)).group_by(owner)
-                ).all()
-                fresh.update({owner_id: int(n) for owner_id, n in found})  # these include the rows just added
-            for owner_id, n in added.items():
-                if owner_id in counts:
-                    fresh[owner_id] = counts[owner_id] + n
-                if fresh.get(owner_id, 0) > keep:
-                    prune(session, runs, owner_id, keep)
-                    fresh[owner_id] = keep
-            return existing, fresh
-
-        return write
+        self.existing = existing
+        if keep is None:
+            return
+        added = Counter(snap.note.owner for snap in inserts)
+        fresh = dict(counts)
+        unknown = sorted(owner_id for owner_id in added if owner_id not in fresh)
+        for start in range(0, len(unknown), _IN_CHUNK):
+            chunk = unknown[start : start + _IN_CHUNK]
+            found = dict(connection.execute(select(owner, func.count()).where(owner.in_(chunk)).group_by(owner)).all())
+            # Keyed by the notes' own id strings, not the database's copies: the counts live as
+            # long as the recorder, and copies made during a burst would pin its memory.
+            fresh.update({owner_id: int(found[owner_id]) for owner_id in chunk if owner_id in found})  # with the rows just added
+        for owner_id, n in added.items():
+            if owner_id in counts:
+                fresh[owner_id] = counts[owner_id] + n
+            if fresh.get(owner_id, 0) > keep:
+                prune(session, runs, owner_id, keep)
+                fresh[owner_id] = keep
+        self.counts = fresh
 
 
 def prune(session: Session, runs: RunTable, owner_id: str, keep: int) -> None:

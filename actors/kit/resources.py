@@ -20,14 +20,14 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import trio
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Executable, Select, delete, func, select, update
+from sqlalchemy import ColumnElement, Executable, Select, delete, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from vareon_runtime.actor import Actor, ActorRef
@@ -205,6 +205,22 @@ class Resources(Generic[T]):
             session.add(record(**values))
 
         await self.store.write(write)
+
+    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add the rows (each with its ``id`` and the same columns) in one transaction: one
+        ``executemany`` insert, not a unit of work per row."""
+        table = self.record.__table__
+        batch = list(rows)
+
+        def write(session: Session) -> None:
+            session.connection().execute(insert(table), batch)
+
+        try:
+            await self.store.write(write)
+        finally:
+            # The store may hold its last write's function until its next write: let go of the
+            # rows now rather than keep them (and what they hold) until then.
+            batch.clear()
 
     async def change(self, entity_id: str, values: Mapping[str, Any]) -> None:
         """Set ``values`` on one row."""

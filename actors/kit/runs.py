@@ -22,10 +22,18 @@ training jobs to come), booked, run under a timeout, cancellable, logged and rec
   3. notes the end (row and job), waits until it is written, then publishes ``finished``. Noting
      is synchronous, so a run cancelled from outside (the runtime stopping) notes ``cancelled``
      on its way out, and the recorder, stopped after the runs, writes it.
+
+  Events and log lines are made only for a topic someone listens to: ten thousand runs due at
+  once publish nothing nobody reads.
+
+When a burst of runs is over (the book empties after :data:`RELEASE_AFTER` runs or more), what
+the burst freed is given back to the system (:func:`release_memory`): the collector's cycles, and
+the C heap's free pages (decision 0029).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import uuid
 from abc import ABC, abstractmethod
@@ -39,14 +47,18 @@ import trio
 
 from vareon_runtime.bus import EventBus
 from vareon_runtime.errors import NotFoundError, ServiceError
+from vareon_runtime.runtime import return_free_memory
 
 from .jobs import JOB_LOG_MAX
-from .recorder import Recorder, RunNote
+from .recorder import LazyEvent, Recorder, RunNote
 from .states import RunState, Words
 
-__all__ = ["Outcome", "RunBook", "RunControl", "RunLog", "RunWorker"]
+__all__ = ["RELEASE_AFTER", "Outcome", "RunBook", "RunControl", "RunLog", "RunWorker", "release_memory"]
 
 log = logging.getLogger("vareon.kit.runs")
+
+RELEASE_AFTER = 1000
+"""Runs booked since the book was last empty from which its emptying counts as the end of a burst."""
 
 C = TypeVar("C", bound="RunControl")
 O = TypeVar("O", bound="Outcome")  # noqa: E741 - the outcome type
@@ -72,20 +84,25 @@ class RunLog:
         self._bus = bus
         self._topic = topic
         self._run_id = run_id
-        self._lines: deque[str] = deque()
+        self._lines: deque[str] | None = None  # made with the first line: most runs log none
         self._size = 0
         self.dropped = 0
 
     def __call__(self, line: str) -> None:
-        self._bus.publish(self._topic, {"runId": self._run_id, "line": self.kept(line)})
+        kept = self.kept(line)
+        if self._bus.wants(self._topic):
+            self._bus.publish(self._topic, {"runId": self._run_id, "line": kept})
 
     def kept(self, line: str) -> str:
         """Append ``line`` to the run's record without publishing it; answer it as kept."""
         line = line.rstrip("\n")[: self.limit]
-        self._lines.append(line)
+        lines = self._lines
+        if lines is None:
+            lines = self._lines = deque()
+        lines.append(line)
         self._size += len(line) + 1
-        while self._size > self.limit + 1 and len(self._lines) > 1:
-            self._size -= len(self._lines.popleft()) + 1
+        while self._size > self.limit + 1 and len(lines) > 1:
+            self._size -= len(lines.popleft()) + 1
             self.dropped += 1
         return line
 
@@ -100,7 +117,7 @@ class RunLog:
         return text
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class RunControl:
     """One booked run: whose it is, and how others follow and stop it.
 
@@ -110,7 +127,7 @@ class RunControl:
     owner_id: str
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     user: str | None = None
-    done: trio.Event = field(default_factory=trio.Event)
+    done: LazyEvent = field(default_factory=LazyEvent)
     # Set as the run is started: its rows on their way to the database.
     record: RunNote | None = None
     error: BaseException | None = None
@@ -136,11 +153,19 @@ class RunControl:
 
 
 class RunBook(Generic[C]):
-    """The live runs of one domain, by owner (see the module docstring)."""
+    """The live runs of one domain, by owner (see the module docstring).
 
-    def __init__(self) -> None:
+    Args:
+        release_after: when the book empties after this many runs or more were booked, the
+            burst is over and its memory is released (:func:`release_memory`); None: never.
+    """
+
+    def __init__(self, *, release_after: int | None = RELEASE_AFTER) -> None:
         self._live: dict[str, dict[str, C]] = {}
         self.closing = False  # set when the domain stops: nothing new is booked
+        self.release_after = release_after
+        self.releases = 0  # bursts whose memory was released
+        self._burst = 0  # runs booked since the book was last empty
 
     def live(self, owner_id: str | None = None) -> list[C]:
         """The booked runs of an owner (every owner's when None), oldest first."""
@@ -155,6 +180,7 @@ class RunBook(Generic[C]):
         if self.closing or (limit is not None and booked is not None and len(booked) >= limit):
             return False
         self._live.setdefault(control.owner_id, {})[control.run_id] = control
+        self._burst += 1
         return True
 
     def release(self, control: C) -> None:
@@ -165,6 +191,11 @@ class RunBook(Generic[C]):
             if not runs:
                 del self._live[control.owner_id]
         control.done.set()
+        if not self._live and self._burst:
+            burst, self._burst = self._burst, 0
+            if self.release_after is not None and burst >= self.release_after:
+                self.releases += 1
+                release_memory()
 
     async def cancel(self, controls: list[C], reason: str, *, by: str | None = None, timeout: float) -> list[C]:
         """Cancel ``controls`` at once and wait up to ``timeout`` seconds for them to end.
@@ -352,5 +383,19 @@ class RunWorker(ABC, Generic[C, O]):
         self._publish("finished", state, outcome)
 
     def _publish(self, name: str, state: RunState, outcome: O | None) -> None:
-        if self.topic is not None:
+        if self.topic is not None and self.bus.wants(self.topic):
             self.bus.publish(self.topic, self.event(name, state, outcome))
+
+
+def release_memory() -> bool:
+    """Give back to the system what a burst freed: collect the cycles the burst left (young
+    collections are rare once the runtime is booted, decision 0008), then hand the C heap's free
+    pages back (:func:`~vareon_runtime.runtime.return_free_memory`, glibc's ``malloc_trim``);
+    Python's own arenas go back by themselves once empty.
+
+    Returns:
+        Whether the C heap could be trimmed (False where the C library has no ``malloc_trim``:
+        musl, Android's bionic, macOS).
+    """
+    gc.collect()
+    return return_free_memory()

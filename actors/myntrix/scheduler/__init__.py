@@ -22,6 +22,7 @@ from actors.myntrix.scheduler.errors import InvalidCronError as InvalidCronError
 from actors.myntrix.scheduler.errors import TaskBusyError as TaskBusyError
 from actors.myntrix.scheduler.messages import GetSchedule as GetSchedule
 from actors.myntrix.scheduler.messages import ScheduleTask as ScheduleTask
+from actors.myntrix.scheduler.messages import ScheduleTasks as ScheduleTasks
 from actors.myntrix.scheduler.messages import TaskSpec as TaskSpec
 from actors.myntrix.scheduler.messages import UnscheduleTask as UnscheduleTask
 from actors.myntrix.scheduler.models import ScheduledTaskRecord as ScheduledTaskRecord
@@ -37,6 +38,9 @@ from actors.myntrix.scheduler.schemas import RunStatus as RunStatus
 from actors.myntrix.scheduler.schemas import TASK_RUN_WORDS as TASK_RUN_WORDS
 from actors.myntrix.scheduler.schemas import RunTrigger as RunTrigger
 from actors.myntrix.scheduler.schemas import Task as Task
+from actors.myntrix.scheduler.schemas import BULK_MAX as BULK_MAX
+from actors.myntrix.scheduler.schemas import TaskBulkCreate as TaskBulkCreate
+from actors.myntrix.scheduler.schemas import TaskBulkCreated as TaskBulkCreated
 from actors.myntrix.scheduler.schemas import TaskCreate as TaskCreate
 from actors.myntrix.scheduler.schemas import TaskRun as TaskRun
 from actors.myntrix.scheduler.schemas import TaskUpdate as TaskUpdate
@@ -45,6 +49,7 @@ from actors.myntrix.scheduler.service import Tasks as Tasks
 
 __all__ = [
     "ACTIONS",
+    "BULK_MAX",
     "SCHEDULER_NAME",
     "TASK_RUNS",
     "TASK_RUN_WORDS",
@@ -60,10 +65,13 @@ __all__ = [
     "RunStatus",
     "RunTrigger",
     "ScheduleTask",
+    "ScheduleTasks",
     "ScheduledTaskRecord",
     "SchedulerModule",
     "SchedulerSettings",
     "Task",
+    "TaskBulkCreate",
+    "TaskBulkCreated",
     "TaskBusyError",
     "TaskCreate",
     "TaskRun",

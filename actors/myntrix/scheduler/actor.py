@@ -37,7 +37,6 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -51,7 +50,7 @@ from vareon_runtime.errors import VareonError
 from vareon_runtime.store import Store
 
 from .cron import CronSchedule, parse_cron
-from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
+from .messages import GetSchedule, ScheduleTask, ScheduleTasks, TaskSpec, UnscheduleTask
 from .models import ScheduledTaskRecord
 from .runs import TaskRuns
 from .schemas import MisfirePolicy, RunTrigger
@@ -75,7 +74,7 @@ def schedule_of(expression: str, timezone_name: str) -> CronSchedule:
 
 def spec_from_record(row: ScheduledTaskRecord) -> TaskSpec:
     """The :class:`TaskSpec` of a ``scheduled_tasks`` row (in the store's worker thread)."""
-    return TaskSpec.model_validate(row)
+    return TaskSpec.of(row)
 
 
 def load_tasks(session: Session) -> list[TaskSpec]:
@@ -92,12 +91,33 @@ def _base(spec: TaskSpec) -> datetime:
     return max(spec.last_fire_at, spec.updated_at)
 
 
-@dataclass(eq=False)
-class _Entry:
-    spec: TaskSpec
-    schedule: CronSchedule
-    next_fire: datetime
-    version: int
+class _Entry(list):  # type: ignore[type-arg]
+    """One scheduled task in the heap: ``[next fire time, order, spec, schedule]``.
+
+    A list, so that the heap compares entries in C (by fire time, then by the order they were
+    scheduled in) and a fire moves an entry by changing its time in place and pushing it back:
+    a sweep of ten thousand runs makes no new heap entry, and so leaves nothing of its own
+    scattered over the memory the runs used (decision 0029). An entry that is no longer the
+    task's (changed, removed) stays in the heap until it comes up, and is dropped then.
+    """
+
+    __slots__ = ()
+
+    @property
+    def next_fire(self) -> datetime:
+        return self[0]  # type: ignore[no-any-return]
+
+    @next_fire.setter
+    def next_fire(self, value: datetime) -> None:
+        self[0] = value
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def schedule(self) -> CronSchedule:
+        return self[3]  # type: ignore[no-any-return]
 
 
 class TaskScheduler(Actor):
@@ -124,7 +144,7 @@ class TaskScheduler(Actor):
         self.settings = settings or SchedulerSettings()
         self.now = now
         self._entries: dict[str, _Entry] = {}
-        self._heap: list[tuple[datetime, int, str, int]] = []
+        self._heap: list[_Entry] = []
         self._seq = itertools.count()
         self._sleep: trio.CancelScope | None = None
         self._handled: dict[str, datetime] = {}
@@ -157,6 +177,16 @@ class TaskScheduler(Actor):
         self._wake()
         return entry.next_fire if entry is not None else None
 
+    @handles(ScheduleTasks)
+    async def schedule_many(self, msg: ScheduleTasks) -> int:
+        scheduled = 0
+        for spec in msg.tasks:
+            self._entries.pop(spec.id, None)
+            if spec.enabled and self._put(spec, _base(spec)) is not None:
+                scheduled += 1
+        self._wake()
+        return scheduled
+
     @handles(UnscheduleTask)
     async def unschedule(self, msg: UnscheduleTask) -> bool:
         found = self._entries.pop(msg.task_id, None) is not None
@@ -178,9 +208,9 @@ class TaskScheduler(Actor):
         if next_fire is None:
             assert base is not None
             next_fire = schedule.next_after(base)
-        entry = _Entry(spec, schedule, next_fire, next(self._seq))
+        entry = _Entry((next_fire, next(self._seq), spec, schedule))
         self._entries[spec.id] = entry
-        heapq.heappush(self._heap, (next_fire, entry.version, spec.id, entry.version))
+        heapq.heappush(self._heap, entry)
         return entry
 
     def _wake(self) -> None:
@@ -236,11 +266,11 @@ class TaskScheduler(Actor):
         so every run due at this instant starts before anything else, the recorder's writes
         included, takes the loop.
         """
-        heap = self._heap
+        heap, entries = self._heap, self._entries
         while heap and heap[0][0] <= wall:
-            _, _, task_id, version = heapq.heappop(heap)
-            entry = self._entries.get(task_id)
-            if entry is None or entry.version != version:
+            entry = heapq.heappop(heap)
+            task_id = entry.spec.id
+            if entries.get(task_id) is not entry:
                 continue  # changed or removed since it was pushed
             schedule, due = entry.schedule, entry.next_fire
             following = schedule.next_after(due)
@@ -256,8 +286,7 @@ class TaskScheduler(Actor):
                 self._misfire(entry, due, latest, wall)
             self._handled[task_id] = latest
             entry.next_fire = following
-            entry.version = next(self._seq)
-            heapq.heappush(heap, (following, entry.version, task_id, entry.version))
+            heapq.heappush(heap, entry)
 
     def _fire(self, entry: _Entry, scheduled_for: datetime, note: str | None) -> None:
         spec = entry.spec
@@ -322,3 +351,5 @@ class TaskScheduler(Actor):
         except VareonError as exc:
             # Next time the scheduler starts, these fire times count as missed: logged, not fatal.
             log.error("scheduler: the last fire times of %d tasks could not be saved: %s", len(rows), exc)
+        finally:
+            rows.clear()  # the store may keep its last write's function until its next write

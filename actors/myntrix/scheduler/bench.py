@@ -4,7 +4,9 @@ The same 10,000 cron jobs run twice in one benchmark run, each scheduler in its 
 their CPU is separable (one after the other, so they do not compete for the cores):
 
 - **vareon**: the scheduler module (scheduler actor, ``task-runs`` supervisor) on a fresh SQLite
-  store, the tasks created through the :class:`~actors.myntrix.scheduler.tasks.Tasks` face. Their
+  store, the tasks created through the :class:`~actors.myntrix.scheduler.service.Tasks` face's
+  bulk create (``create_many``, what ``POST /api/myntrix/tasks/bulk`` calls: one transaction and
+  one message to the scheduler per 10,000 tasks). Their
   action is a bench-only kind, ``bench``, in a private
   :class:`~actors.myntrix.scheduler.actions.ActionRegistry` handed to the module (the plug-in
   point; the runtime's ``ACTIONS`` is untouched). It notes the wall time and returns. The full
@@ -21,11 +23,14 @@ Every job fires on two chosen minutes (``a,b * * * *``), so that before the firs
 quiet window with all 10,000 jobs scheduled and nothing due: the process's CPU seconds (user +
 system, all threads) over that window are the idle cost. Lateness is from the scheduled minute
 to the moment the action (the job function) starts. Printed: p50, p99 and max of each, the idle
-CPU of each, and the ratios; written to ``scheduler.json``.
+CPU of each, the time each took to create the tasks, each one's RSS once every run has ended (for
+vareon after it released what the burst freed, decision 0029), and the ratios; written to
+``scheduler.json``.
 """
 
 from __future__ import annotations
 
+import array
 import json
 import math
 import os
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +63,7 @@ def _plan(idle: float) -> tuple[float, float, float]:
     return start, first, first + 60.0
 
 
-def _summary(times: list[float], minutes: tuple[float, float], cpu: float, window: float, **extra: Any) -> dict[str, Any]:
+def _summary(times: Sequence[float], minutes: tuple[float, float], cpu: float, window: float, **extra: Any) -> dict[str, Any]:
     late = [(t - (minutes[0] if t < minutes[1] else minutes[1])) * 1000.0 for t in times]
     return {"lateness_ms": late, "idle_cpu_s": cpu, "idle_window_s": window, **extra}
 
@@ -77,10 +83,11 @@ def _vareon(count: int, idle: float, data: Path) -> dict[str, Any]:
 
     from .actions import ActionContext, ActionOutcome, ActionParameters, ActionRegistry
     from .component import SchedulerModule
+    from .schemas import BULK_MAX
     from .service import Tasks
     from .settings import SchedulerSettings
 
-    fired: list[float] = []
+    fired = array.array("d")  # the times, unboxed: no float object per run
 
     class BenchParameters(ActionParameters):
         pass
@@ -117,15 +124,15 @@ def _vareon(count: int, idle: float, data: Path) -> dict[str, Any]:
             minute_a, minute_b = int(first // 60 % 60), int(second // 60 % 60)
             schedule = f"{minute_a},{minute_b} * * * *"
             began = time.perf_counter()
-            limiter = trio.Semaphore(200)
-
-            async def create(i: int) -> None:
-                async with limiter:
-                    await tasks.create({"name": f"bench-{i}", "schedule": schedule, "action": "bench", "overlap": "allow"})
-
-            async with trio.open_nursery() as creating:
-                for i in range(count):
-                    creating.start_soon(create, i)
+            for start in range(0, count, BULK_MAX):  # one bulk create per BULK_MAX tasks
+                await tasks.create_many(
+                    {
+                        "tasks": [
+                            {"name": f"bench-{i}", "schedule": schedule, "action": "bench", "overlap": "allow"}
+                            for i in range(start, min(start + BULK_MAX, count))
+                        ]
+                    }
+                )
             setup = time.perf_counter() - began
             scheduled = len(await tasks.next_fire_times())
             window_start = time.time()
@@ -161,7 +168,7 @@ def _apscheduler(count: int, idle: float) -> dict[str, Any]:
         raise VareonError('vareon bench scheduler compares against APScheduler 3: pip install "apscheduler<4"') from exc
     from datetime import timezone
 
-    fired: list[float] = []
+    fired = array.array("d")  # the times, unboxed: no float object per run
 
     def job() -> None:
         fired.append(time.time())

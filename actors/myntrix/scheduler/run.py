@@ -53,7 +53,7 @@ def owner_mark(run_id: str) -> str:
     return f"task-run/{run_id}"
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class TaskRunControl(RunControl):
     """One booked run of a task."""
 

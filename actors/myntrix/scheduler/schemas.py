@@ -22,6 +22,7 @@ from actors.kit.states import RunState, Words
 from actors.kit.wire import CamelModel, LocalTimestamp, Name, Timestamp
 
 __all__ = [
+    "BULK_MAX",
     "MAX_MISFIRE_GRACE",
     "MAX_TIMEOUT",
     "NEXT_RUNS",
@@ -31,6 +32,8 @@ __all__ = [
     "RunStatus",
     "RunTrigger",
     "Task",
+    "TaskBulkCreate",
+    "TaskBulkCreated",
     "TaskCreate",
     "TaskFields",
     "TaskRun",
@@ -45,6 +48,10 @@ MAX_MISFIRE_GRACE = 7 * 86400.0
 
 NEXT_RUNS = 5
 """Coming fire times listed in ``nextRuns``."""
+
+BULK_MAX = 10_000
+"""Most tasks one bulk create takes (``POST /api/myntrix/tasks/bulk``); the body must also fit
+``[server] max_body_size``."""
 
 class Overlap(str, enum.Enum):
     """May a run start while the task's previous run is still running?"""
@@ -125,6 +132,26 @@ class TaskCreate(CamelModel):
     misfire_grace: float | None = _GRACE
 
 
+class TaskBulkCreate(CamelModel):
+    """``POST /api/myntrix/tasks/bulk``: tasks created together, all or none."""
+
+    tasks: list[TaskCreate] = Field(
+        min_length=1,
+        max_length=BULK_MAX,
+        description=(
+            f"The tasks, each as for `POST /api/myntrix/tasks`: 1 to {BULK_MAX}, within the body limit"
+            " (`[server] max_body_size`, 1 MiB by default: about 8,000 tasks of 120 bytes)."
+        ),
+    )
+
+
+class TaskBulkCreated(CamelModel):
+    """What a bulk create made: the new tasks' ids, in the order they were given."""
+
+    count: int = Field(description="How many tasks were created.")
+    ids: list[str] = Field(description="The new tasks' ids, in the order of the request's `tasks`.")
+
+
 class TaskUpdate(CamelModel):
     """``PUT /api/myntrix/tasks/{id}``: the fields given are changed (``{"enabled": false}``
     alone disables). ``timeout: null`` removes the timeout; other nulls change nothing."""
@@ -142,8 +169,9 @@ class TaskUpdate(CamelModel):
 
 
 class TaskFields(CamelModel):
-    """What a task is, as stored: the scheduler works with it (:class:`~actors.myntrix.scheduler.messages.TaskSpec`,
-    parameters in clear) and the API shows it (:class:`Task`, parameters masked)."""
+    """What a task is, as stored, as the API shows it (:class:`Task`, parameters masked); the
+    scheduler keeps the same fields in a compact :class:`~actors.myntrix.scheduler.messages.TaskSpec`
+    (parameters in clear)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -17,6 +17,13 @@ link-local...), not in ``[outbound] allow`` and asked for by someone other than 
 while a run still goes and overlap is skip (409). A destination is checked after DNS resolution;
 a name that does not resolve now is accepted, as every run checks it again.
 
+``create_many`` (``POST /api/myntrix/tasks/bulk``) creates up to
+:data:`~actors.myntrix.scheduler.schemas.BULK_MAX` tasks all or none: every task gets the checks
+of ``create``, a refusal names the index and field of each bad task (``["tasks", 3,
+"schedule"]``; 403 before 422, as for one task), then one transaction writes them all (one
+``executemany`` insert) and one message (:class:`~actors.myntrix.scheduler.messages.ScheduleTasks`)
+schedules them all (decision 0029).
+
 Deleting a task cancels its live runs (each ends ``cancelled``), then deletes the task and its
 runs; their ``jobs`` rows stay.
 """
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import trio
 from pydantic import BaseModel
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
@@ -47,10 +55,20 @@ from vareon_runtime.store import Store
 from .actions import ACTIONS, ActionRegistry, Outbound
 from .actor import schedule_of, spec_from_record
 from .cron import parse_cron
-from .messages import GetSchedule, ScheduleTask, TaskSpec, UnscheduleTask
+from .messages import GetSchedule, ScheduleTask, ScheduleTasks, TaskSpec, UnscheduleTask
 from .models import ScheduledTaskRecord, TaskRunRecord
 from .runs import TaskRuns
-from .schemas import NEXT_RUNS, TASK_RUN_WORDS, RunStatus, Task, TaskCreate, TaskRun, TaskUpdate
+from .schemas import (
+    NEXT_RUNS,
+    TASK_RUN_WORDS,
+    RunStatus,
+    Task,
+    TaskBulkCreate,
+    TaskBulkCreated,
+    TaskCreate,
+    TaskRun,
+    TaskUpdate,
+)
 from .settings import SchedulerSettings
 
 __all__ = ["Tasks"]
@@ -93,6 +111,32 @@ def _row(record: ScheduledTaskRecord, last_run: Any, last_status: str | None) ->
     elif isinstance(last_run, str):
         last_run = datetime.fromisoformat(last_run).replace(tzinfo=timezone.utc)
     return _Row(spec_from_record(record), record.created_by, record.created_at, last_run, last_status)
+
+
+_DNS_AT_ONCE = 16
+"""Destinations a bulk create resolves at once."""
+
+
+def _problems(index: int, exc: ServiceError) -> list[dict[str, Any]]:
+    """A refusal of the ``index``-th task of a bulk create, as entries of the error's details,
+    each located in the body (``["tasks", 3, "parameters", "url"]``) as validation errors are."""
+    details = exc.details
+    if isinstance(details, list) and details and all(isinstance(item, Mapping) and "loc" in item for item in details):
+        return [
+            {"loc": ["tasks", index, *item["loc"]], "msg": item.get("msg", exc.message), "type": item.get("type", exc.code)}
+            for item in details
+        ]
+    field = details.get("field") if isinstance(details, Mapping) else None
+    where = str(field).split(".") if field else []
+    return [{"loc": ["tasks", index, *where], "msg": exc.message, "type": exc.code}]
+
+
+def _refusal(error: type[ServiceError], problems: list[dict[str, Any]], total: int) -> ServiceError:
+    """One error for the problems of a bulk create: the first in the message, all in details."""
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return error(f"{where}: {first['msg']}{more}; none of the {total} tasks was created", details=problems)
 
 
 def _read_one(task_id: str) -> Callable[[Session], _Row | None]:
@@ -150,8 +194,8 @@ class Tasks(Resources[Task]):
         return _row(*row)  # shaped in trio's thread: the next fire times need the clock
 
     def shape(self, items: list[Any]) -> list[Task]:
-        now = self.now()
-        return [self._shape(row, now) for row in items]
+        now, cache = self.now(), {}
+        return [self._shape(row, now, cache) for row in items]
 
     # ------------------------------------------------------------------ shaping
 
@@ -215,17 +259,25 @@ class Tasks(Resources[Task]):
         masked = getattr(params, "masked", None)
         return masked() if callable(masked) else params.model_dump(mode="json", by_alias=True)
 
-    def _shape(self, row: _Row, now: datetime) -> Task:
+    def _shape(self, row: _Row, now: datetime, cache: dict[tuple[str, str], list[datetime]] | None = None) -> Task:
+        """The wire shape of a task read at ``now``; ``cache`` keeps the next fire times of each
+        schedule for the other tasks of one answer (a page, a bulk create's events)."""
         spec = row.spec
         next_runs: list[datetime] = []
         if spec.enabled:
-            try:
-                schedule = schedule_of(spec.schedule, spec.timezone)
-                next_runs = [moment.astimezone(schedule.zone) for moment in schedule.next_times(now, NEXT_RUNS)]
-            except ServiceError as exc:
-                log.warning("task %s: no next fire times: %s", spec.id, exc)
+            key = (spec.schedule, spec.timezone)
+            if cache is not None and key in cache:
+                next_runs = cache[key]
+            else:
+                try:
+                    schedule = schedule_of(spec.schedule, spec.timezone)
+                    next_runs = [moment.astimezone(schedule.zone) for moment in schedule.next_times(now, NEXT_RUNS)]
+                except ServiceError as exc:
+                    log.warning("task %s: no next fire times: %s", spec.id, exc)
+                if cache is not None:
+                    cache[key] = next_runs
         return Task(
-            **{**dict(spec), "parameters": self._masked(spec), "created_by": row.created_by},
+            **{**spec.as_dict(), "parameters": self._masked(spec), "created_by": row.created_by},
             created_at=row.created_at,
             last_run=row.last_run,
             last_status=TASK_RUN_WORDS.wire(row.last_status) if row.last_status else None,
@@ -319,7 +371,22 @@ class Tasks(Resources[Task]):
         zone = data.timezone or self.settings.timezone
         now = self.now()
         parse_cron(data.schedule, zone, now=now)
-        record: dict[str, Any] = {
+        record = self._record(data, params, zone, user, now)
+
+        def insert(session: Session) -> _Row:
+            row = ScheduledTaskRecord(**record)
+            session.add(row)
+            session.flush()
+            return _Row(spec_from_record(row), row.created_by, row.created_at, None, None)
+
+        row = await self.store.write(insert)
+        await self._tell(row.spec)
+        log.info("task %s (%s) created by %s: %s %s", row.spec.id, row.spec.name, user, row.spec.schedule, row.spec.action)
+        return self.announce("created", self._shape(row, now))
+
+    def _record(self, data: TaskCreate, params: BaseModel, zone: str, user: str | None, now: datetime) -> dict[str, Any]:
+        """The ``scheduled_tasks`` row of a checked task (a new id, the defaults resolved)."""
+        return {
             "id": self.new_id(),
             "name": data.name,
             "schedule": " ".join(data.schedule.split()),
@@ -337,16 +404,106 @@ class Tasks(Resources[Task]):
             "last_fire_at": None,
         }
 
-        def insert(session: Session) -> _Row:
-            row = ScheduledTaskRecord(**record)
-            session.add(row)
-            session.flush()
-            return _Row(spec_from_record(row), row.created_by, row.created_at, None, None)
+    async def create_many(self, data: TaskBulkCreate | Mapping[str, Any], by: Principal | None = None) -> TaskBulkCreated:
+        """Create many tasks, all or none; answers their ids in the order given.
 
-        row = await self.store.write(insert)
-        await self._tell(row.spec)
-        log.info("task %s (%s) created by %s: %s %s", row.spec.id, row.spec.name, user, row.spec.schedule, row.spec.action)
-        return self.announce("created", self._shape(row, now))
+        Each task is checked as :meth:`create` checks one; then all are written in one
+        transaction and scheduled in one step (one message to the scheduler, not one per task).
+
+        Args:
+            by: who asks (as for :meth:`create`).
+
+        Raises:
+            PermissionDeniedError: a kind only an admin may define, for someone else (403); the
+                details locate each such task (``{"loc": ["tasks", 3, "action"], ...}``).
+            InvalidRequestError: a bad body, or any refusal :meth:`create` makes, of any of the
+                tasks (422): the message names the first, the details locate each one.
+        """
+        data = parse_model(TaskBulkCreate, data)
+        items = data.tasks
+        role, user = (by.role, by.username) if by is not None else (None, None)
+        denied: list[dict[str, Any]] = []
+        problems: list[dict[str, Any]] = []
+        unknown: set[int] = set()
+        for index, item in enumerate(items):
+            try:
+                self._check_kind(item.action, role, doing="create")
+            except PermissionDeniedError as exc:
+                denied += _problems(index, exc)
+            except ServiceError as exc:
+                problems += _problems(index, exc)
+                unknown.add(index)
+        if denied:
+            raise _refusal(PermissionDeniedError, denied, len(items))
+
+        now = self.now()
+        checked: list[tuple[TaskCreate, BaseModel, str]] = []
+        schedules: dict[tuple[str, str], ServiceError | None] = {}  # tasks share schedules: checked once
+        outbound: dict[str, list[tuple[int, str]]] = {}  # destination -> (task, field) using it
+        for index, item in enumerate(items):
+            if index in unknown:
+                continue  # nothing else to check without the kind
+            zone = item.timezone or self.settings.timezone
+            key = (" ".join(item.schedule.split()), zone)
+            if key not in schedules:
+                try:
+                    parse_cron(key[0], zone, now=now)
+                    schedules[key] = None
+                except ServiceError as exc:
+                    schedules[key] = exc
+            found = schedules[key]
+            try:
+                params = self.actions.validate(item.action, item.parameters)
+            except ServiceError as exc:
+                problems += _problems(index, exc)
+                params = None
+            if found is not None:
+                problems += _problems(index, found)
+            if params is None or found is not None:
+                continue
+            destinations = getattr(self.actions.action(item.action), "destinations", None)
+            for where, url in (destinations(params) if destinations is not None else {}).items():
+                outbound.setdefault(url, []).append((index, where))
+            checked.append((item, params, zone))
+        if outbound:
+            problems += await self._check_many_destinations(outbound, by is None or Outbound.reaches_internal(role))
+        if problems:
+            problems.sort(key=lambda problem: problem["loc"][1])
+            raise _refusal(InvalidRequestError, problems, len(items))
+
+        records = [self._record(item, params, zone, user, now) for item, params, zone in checked]
+        await self.insert_many(records)
+        specs = tuple(TaskSpec.of(record) for record in records)
+        ids = [spec.id for spec in specs]
+        del records, checked
+        await self.scheduler.ask(ScheduleTasks(tasks=specs), timeout=self.settings.ask_timeout)
+        log.info("%d tasks created by %s in one transaction", len(specs), user)
+        cache: dict[tuple[str, str], list[datetime]] = {}
+        for spec in specs:
+            if self.bus.wants(f"{self.noun}.{spec.id}.created"):  # shaped only for a listener
+                self.announce("created", self._shape(_Row(spec, user, now, None, None), now, cache))
+        return TaskBulkCreated(count=len(ids), ids=ids)
+
+    async def _check_many_destinations(
+        self, destinations: dict[str, list[tuple[int, str]]], reach: bool
+    ) -> list[dict[str, Any]]:
+        """Check each destination of a bulk create once (a few resolved at a time); the problems
+        of the tasks using a refused one."""
+        problems: list[dict[str, Any]] = []
+        limiter = trio.CapacityLimiter(_DNS_AT_ONCE)
+
+        async def check(url: str, users: list[tuple[int, str]]) -> None:
+            async with limiter:
+                try:
+                    await self.outbound.guard.check_destination(url, internal=reach, unresolved_ok=True)
+                except OutboundRefusedError as exc:
+                    for index, where in users:
+                        problems.append({"loc": ["tasks", index, *where.split(".")], "msg": exc.message, "type": exc.code})
+
+        async with trio.open_nursery() as nursery:
+            for url, users in destinations.items():
+                nursery.start_soon(check, url, users)
+        return problems
 
     async def update(self, task_id: str, data: TaskUpdate | Mapping[str, Any], by: Principal | None = None) -> Task:
         """Change the fields given (``enabled`` alone enables or disables).
