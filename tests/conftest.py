@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+from postgres_support import fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -23,26 +21,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         # A directory that does not exist yet: the store must create it.
         yield f"sqlite:///{tmp_path / 'data' / 'vareon.db'}"
         return
-    yield from _postgres_database()
-
-
-def _postgres_database() -> Iterator[str]:
-    try:
-        import psycopg
-    except ImportError as exc:  # pragma: no cover - psycopg is a test dependency
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: psycopg is missing ({exc})")
-    name = f"vareon_test_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {str(exc).strip()}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            # FORCE: a connection leaked by a failing test must not leave the database behind.
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_database()
 
 
 class LogRecords(logging.Handler):
