@@ -194,7 +194,7 @@ class OutboundGuard:
     """The outbound rule of one runtime (see the module docstring).
 
     Args:
-        allow: ``[outbound] allow``: IP addresses, networks (``192.168.1.0/24``) and host names.
+        allow: ``[outbound] allow``: IP addresses, networks (``127.0.0.0/8``) and host names.
         resolver: how names are resolved (the system's by default).
         resolve_timeout: seconds a name may take to resolve.
 
@@ -220,8 +220,8 @@ class OutboundGuard:
                 pass
             if not text or any(ch in text for ch in "/:@ *?#"):
                 raise ValueError(
-                    f"outbound allow entries are IP addresses, networks or host names such as '10.0.0.5',"
-                    f" '192.168.1.0/24' or 'printer.local', not {entry!r}"
+                    f"outbound allow entries are IP addresses, networks or host names such as '127.0.0.1',"
+                    f" '127.0.0.0/8' or 'localhost', not {entry!r}"
                 )
             names.add(_host_key(text))
         self.networks = tuple(networks)

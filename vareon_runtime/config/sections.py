@@ -98,8 +98,8 @@ def _destinations(values: list[str]) -> list[str]:
             problems.append(f"{value!r} has host bits set (did you mean {str(loose)!r}?)")
     if problems:
         raise ValueError(
-            "must be IP addresses, networks or host names such as '10.0.0.5', '192.168.1.0/24' or"
-            " 'printer.local': " + "; ".join(problems)
+            "must be IP addresses, networks or host names such as '127.0.0.1', '127.0.0.0/8' or"
+            " 'localhost': " + "; ".join(problems)
         )
     return kept
 
@@ -409,10 +409,10 @@ class OutboundConfig(BaseModel):
 
     allow: list[str] = Field(
         default_factory=list,
-        examples=[["10.0.0.5", "192.168.1.0/24", "printer.local"]],
+        examples=[["127.0.0.1", "::1", "localhost"]],
         description=(
             "Internal destinations (IP addresses, networks, host names, such as"
-            ' ["10.0.0.5", "192.168.1.0/24", "printer.local"]) that operators may aim outbound'
+            ' ["127.0.0.1", "::1", "localhost"]) that operators may aim outbound'
             " calls at, such as an api task. Public addresses"
             " need no entry; loopback, private, link-local (169.254.169.254, cloud metadata),"
             " unspecified, multicast and reserved addresses are for admins only unless listed"
